@@ -1,0 +1,11 @@
+"""The `ssmbench` command line: one module per command group, registered here."""
+
+import typer
+
+app = typer.Typer(
+    name="ssmbench",
+    help="Benchmark state space models (S4, S4D, S5, PTD) across initializations, "
+    "parameterizations and training modes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)

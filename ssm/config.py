@@ -1,0 +1,138 @@
+"""Typed configuration of one trial: model, task, optimizer, seed, diagnostics.
+
+Pydantic validates every field and names it in errors (`model.d_state: ...`). `TrialConfig.hash()`
+is the identity of a trial across processes and machines: the orchestrator reuses a completed
+result whose hash matches instead of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ssm.init import DIAGONAL_INITS
+from ssm.reparam import REPARAMS
+
+LayerName = Literal["s4", "s4d", "s5"]
+InitName = Literal[DIAGONAL_INITS]  # type: ignore[valid-type]
+ReparamName = Literal[REPARAMS]  # type: ignore[valid-type]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """The sequence model: `n_layers` blocks of an SSM layer with norm, dropout and residual."""
+
+    layer: LayerName = "s4d"
+    init: InitName = "legs"
+    reparam: ReparamName = "exp"
+    reparam_a: float = Field(1.0, gt=0, description="a of the 'best' reparameterization −1/(a w² + b)")
+    reparam_b: float = Field(0.5, gt=0, description="b of the 'best' reparameterization −1/(a w² + b)")
+    train_eigenvalues: bool = Field(
+        True, description="False: eigenvalues and dt frozen (reservoir computing)"
+    )
+    discretization: Literal["zoh", "bilinear"] | None = Field(
+        None, description="None: the layer's own default (bilinear for S4, zoh otherwise)"
+    )
+    d_model: int = Field(64, ge=1)
+    d_state: int = Field(64, ge=2)
+    n_layers: int = Field(4, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    norm: Literal["layer", "batch", "none"] = "layer"
+    prenorm: bool = False
+    bidirectional: bool = False
+    pooling: Literal["mean", "last"] | None = Field(None, description="None: the task's recommendation")
+    dt_min: float = Field(1e-3, gt=0)
+    dt_max: float = Field(1e-1, gt=0)
+    ptd_eps: float = Field(0.1, gt=0, description="spectral norm of the PTD perturbation")
+    s5_blocks: int = Field(1, ge=1, description="S5: number of blocks J of the diagonal init")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.d_state % 2:
+            raise ValueError(f"d_state={self.d_state} must be even (one slot per conjugate pair)")
+        if self.dt_min > self.dt_max:
+            raise ValueError(f"dt_min={self.dt_min} must not exceed dt_max={self.dt_max}")
+        if self.layer == "s4" and self.init != "legs":
+            raise ValueError("layer 's4' is the DPLR form of HiPPO-LegS: init must be 'legs'")
+        if self.layer == "s4" and self.discretization == "zoh":
+            raise ValueError("layer 's4' uses the bilinear discretization")
+        if self.layer == "s5" and (self.d_state % self.s5_blocks or (self.d_state // self.s5_blocks) % 2):
+            raise ValueError(f"d_state={self.d_state} must split into s5_blocks={self.s5_blocks} even blocks")
+        return self
+
+
+class TaskConfig(_Strict):
+    """A task by name plus its options; `{name: listops, max_len: 256}` and
+    `{name: listops, options: {max_len: 256}}` mean the same."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"name": data}
+        if isinstance(data, dict):
+            data = dict(data)
+            extra = {k: data.pop(k) for k in list(data) if k not in ("name", "options")}
+            if extra:
+                data["options"] = {**data.get("options", {}), **extra}
+        return data
+
+
+class OptimConfig(_Strict):
+    """AdamW with an SSM learning rate, warmup and a cosine or constant schedule."""
+
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = Field(3e-3, gt=0)
+    ssm_lr: float | None = Field(
+        1e-3, gt=0, description="learning rate of eigenvalues, dt and B (no weight decay); None: lr"
+    )
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    grad_clip: float | None = Field(None, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, else fp32"
+    )
+
+
+class FourierConfig(_Strict):
+    frequencies: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.25, 0.5])
+    amplitude: float = Field(0.5, ge=0)
+
+
+class DiagnosticsConfig(_Strict):
+    every: int = Field(0, ge=0, description="compute diagnostics every this many epochs; 0 disables them")
+    memory_max_lag: int = Field(256, ge=1)
+    fourier: FourierConfig | None = None
+
+
+class TrialConfig(_Strict):
+    """Everything that determines one training run; two equal configs give equal results on CPU."""
+
+    task: TaskConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    seed: int = 0
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    def canonical_json(self) -> str:
+        """Sorted keys, no whitespace, every default spelled out: the same on every process."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def hash(self) -> str:
+        """sha256 hex digest of `canonical_json()`."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+__all__ = ["DiagnosticsConfig", "FourierConfig", "ModelConfig", "OptimConfig", "TaskConfig", "TrialConfig"]

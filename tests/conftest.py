@@ -1,0 +1,10 @@
+"""Shared test setup: deterministic torch, fp32 default."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
