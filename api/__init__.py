@@ -1,1 +1,2 @@
-""""""
+"""api: the FastAPI service, its HTTP client and the `ssmbench` command line. Imports orchestrator
+and ssm."""

@@ -86,6 +86,18 @@ class TaskConfig(_Strict):
                 data["options"] = {**data.get("options", {}), **extra}
         return data
 
+    @model_validator(mode="after")
+    def _known_task(self) -> TaskConfig:
+        from ssm.data import task_options  # ssm.data imports this module's neighbours
+
+        valid = task_options(self.name)  # raises ValueError listing the valid task names
+        unknown = sorted(set(self.options) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"task {self.name!r} has no option {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
+            )
+        return self
+
 
 class OptimConfig(_Strict):
     """AdamW with an SSM learning rate, warmup and a cosine or constant schedule."""

@@ -8,4 +8,20 @@ app = typer.Typer(
     "parameterizations and training modes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
+
+
+@app.callback()
+def main() -> None:
+    """Benchmark state space models (S4, S4D, S5, PTD) across initializations, parameterizations
+    and training modes."""
+
+
+def _register() -> None:
+    from .train import train_command
+
+    app.command("train")(train_command)
+
+
+_register()

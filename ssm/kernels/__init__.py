@@ -7,6 +7,7 @@ and `backend()` says which one runs.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -17,6 +18,7 @@ from .reference import DISCRETIZATIONS, discretize, fft_conv, vandermonde_kernel
 BACKENDS = ("torch", "triton")
 
 
+@functools.cache
 def _triton_module():
     try:
         from . import triton as triton_kernels
@@ -36,16 +38,18 @@ def backend(device: torch.device | str | None = None) -> str:
         raise ValueError(f"SSMBENCH_KERNELS={forced!r} is not a backend; valid: {', '.join(BACKENDS)}")
     if forced == "torch":
         return "torch"
-    available = _triton_module() is not None
     if forced == "triton":
-        if not available:
+        if _triton_module() is None:
             raise RuntimeError(
                 "SSMBENCH_KERNELS=triton but the Triton kernels cannot be imported (pip install triton)"
             )
         return "triton"
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return "triton" if available and torch.device(device).type == "cuda" else "torch"
+    # The device is checked first: a CPU run never imports Triton, whose kernels it would not use.
+    if torch.device(device).type != "cuda":
+        return "torch"
+    return "triton" if _triton_module() is not None else "torch"
 
 
 def _impl(name: str, tensor: torch.Tensor):

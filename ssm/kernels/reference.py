@@ -65,7 +65,7 @@ def s4d_kernel(
     T = block or math.isqrt(L - 1) + 1
     n_blocks = -(-L // T)
     Ab, Bb = discretize(lam, B, dt[:, None], method)
-    log_Ab = torch.log(Ab)  # exact dt·λ for zoh up to the branch of Im, which exp undoes
+    log_Ab = _log_Ab(lam, dt, Ab, method)
     CB = C.to(torch.complex128) * Bb
     steps = torch.arange(T, dtype=torch.float64, device=lam.device)
     starts = torch.arange(n_blocks, dtype=torch.float64, device=lam.device) * T
@@ -89,7 +89,7 @@ def vandermonde_kernel(
     """
     _check_diagonal(lam, B, C, dt)
     Ab, Bb = discretize(lam, B, dt[:, None], method)
-    log_Ab = torch.log(Ab).to(C.dtype)
+    log_Ab = _log_Ab(lam, dt, Ab, method).to(C.dtype)
     CB = (C.to(torch.complex128) * Bb).to(C.dtype)
     l = torch.arange(L, device=lam.device, dtype=C.real.dtype)
     V = torch.exp(log_Ab[..., None] * l)  # (H, N2, L)
@@ -206,6 +206,14 @@ def dplr_kernel(
     g = (1 + omega) / 2
     K_hat = k00 - k01 * k10 * g / (1 + g * k11)
     return torch.fft.irfft(K_hat, n=L).to(lam.real.dtype)
+
+
+def _log_Ab(lam: torch.Tensor, dt: torch.Tensor, Ab: torch.Tensor, method: str) -> torch.Tensor:
+    """log Ab, so that Ab^l = exp(l·log Ab). For zoh it is dt·λ itself: log(exp(dt·λ)) would be −inf
+    once exp underflows (dt·|Re λ| > ~745), and −inf·0 at l = 0 is NaN."""
+    if method == "zoh":
+        return dt.to(torch.float64)[:, None] * lam.to(torch.complex128)
+    return torch.log(Ab)
 
 
 def _check_diagonal(lam, B, C, dt) -> tuple[int, int]:

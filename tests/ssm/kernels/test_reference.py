@@ -83,6 +83,13 @@ def test_zoh_handles_a_zero_eigenvalue():
     torch.testing.assert_close(K, torch.full((1, 4), 0.2, dtype=torch.float64))  # 2·Re(dt·1·1)
 
 
+def test_a_fully_decayed_mode_gives_zeros_not_nan():
+    lam = torch.tensor([[-1e4 + 1j]], dtype=torch.complex128)  # dt·|Re λ| = 1000: exp underflows
+    ones = torch.ones_like(lam)
+    K = s4d_kernel(lam, ones, ones, torch.tensor([0.1], dtype=torch.float64), 6)
+    assert torch.isfinite(K).all() and K[0, 1:].abs().max() == 0
+
+
 def test_dplr_kernel_equals_dense_hippo_bilinear():
     """S4's Cauchy/Woodbury kernel = the dense HiPPO-LegS system discretized bilinearly (numpy loop)."""
     N, L = 16, 300
