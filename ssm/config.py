@@ -119,11 +119,16 @@ class OptimConfig(_Strict):
 
 
 class FourierConfig(_Strict):
+    """Test accuracy under sinusoidal input noise, per frequency (cycles per step), at the end."""
+
     frequencies: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.25, 0.5])
     amplitude: float = Field(0.5, ge=0)
 
 
 class DiagnosticsConfig(_Strict):
+    """Per-epoch diagnostics (gradient-over-weight, eigenvalue drift, memory capacity) and the
+    end-of-trial Fourier robustness table; their cost is reported as a fraction of epoch time."""
+
     every: int = Field(0, ge=0, description="compute diagnostics every this many epochs; 0 disables them")
     memory_max_lag: int = Field(256, ge=1)
     fourier: FourierConfig | None = None

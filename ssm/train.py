@@ -154,6 +154,13 @@ def train(
     if state["best"] is not None and state["status"] != "diverged":
         model.load_state_dict(state["best_state"])
         test = evaluate(model, task, "test", opt.batch_size, autocast, device)
+        fourier = config.diagnostics.fourier
+        if fourier is not None and task.kind == "classification":
+            from ssm import diagnostics
+
+            result.diagnostics["fourier"] = diagnostics.fourier_noise_robustness(
+                model, task, fourier.frequencies, fourier.amplitude, batch_size=opt.batch_size, seed=config.seed
+            )
         best_val = state["best"]["val"]
         result.best_epoch = state["best"]["epoch"]
         result.val, result.test = best_val, test
@@ -271,7 +278,7 @@ def _epoch_diagnostics(config, model, initial_eigenvalues, epoch, epoch_seconds)
     gow = diagnostics.grad_over_weight(model)
     drift = diagnostics.eigenvalue_drift(initial_eigenvalues, diagnostics.eigenvalues(model))
     memory = diagnostics.model_memory_functions(model, config.diagnostics.memory_max_lag)
-    capacity = [float(mf.sum(-1).mean()) for mf in memory]
+    capacity = [float(np.nanmean(mf.sum(-1))) for mf in memory]  # NaN rows: unstable channels
     cost = time.perf_counter() - t0
     return {
         "grad_over_weight_mean": gow["mean"],

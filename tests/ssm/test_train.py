@@ -128,3 +128,20 @@ def test_count_parameters_counts_frozen_eigenvalues_and_dt():
     assert counts["frozen"] == layers * (H * N2 * 2 + H)  # Re-parameter w and Im λ per slot, dt per channel
     assert counts["trainable"] == sum(p.numel() for p in model.parameters())
     assert counts["total"] == counts["trainable"] + counts["frozen"]
+
+
+def test_diagnostics_are_reported_per_epoch_and_fourier_at_the_end():
+    config = tiny_config(
+        diagnostics={"every": 1, "memory_max_lag": 32, "fourier": {"frequencies": [0.1, 0.4], "amplitude": 0.5}},
+        optim={"epochs": 2, "batch_size": 32},
+    )
+    seen = []
+    result = train(config, on_epoch=seen.append)
+    for m in seen:
+        assert {"grad_over_weight_mean", "eigenvalue_drift_mean", "memory_capacity", "diagnostics_fraction"} <= set(m)
+        assert len(m["memory_capacity"]) == config.model.n_layers
+        assert m["eigenvalue_drift_mean"] > 0  # trained eigenvalues moved
+    frequencies = [row["frequency"] for row in result.diagnostics["fourier"]]
+    assert frequencies == [None, 0.1, 0.4]
+    clean = result.diagnostics["fourier"][0]["accuracy"]
+    assert clean == pytest.approx(result.test_metric)
