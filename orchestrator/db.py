@@ -1,0 +1,119 @@
+"""Engines, sessions and migrations for SQLite (the embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+VERSION_TABLE = "ssmbench_alembic_version"  # not Alembic's default: Optuna's migrations use that one
+
+
+class DatabaseNotMigrated(RuntimeError):
+    """The database lacks our tables or is behind the code's schema."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`. SQLite gets WAL (readers never block the writer), a 30 s busy timeout
+    and foreign keys; PostgreSQL gets pre-ping, so a connection the server dropped is replaced."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def in_transaction(
+    factory: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 6, backoff: float = 0.2
+) -> T:
+    """Run `work(session)` in a transaction, retrying when the connection was lost or the database
+    was busy (a restarted PostgreSQL, a terminated backend, SQLite's lock). `work` must be idempotent
+    — every write in `orchestrator.store` is."""
+    for attempt in range(attempts):
+        try:
+            with transaction(factory) as session:
+                return work(session)
+        except (OperationalError, DBAPIError) as err:
+            if attempt == attempts - 1 or not (
+                isinstance(err, OperationalError) or err.connection_invalidated
+            ):
+                raise
+            log.warning("database error (%s), retrying: %s", type(err).__name__, str(err).splitlines()[0])
+            time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Create or migrate our tables (`ssmbench db upgrade`). Optuna's tables are Optuna's own."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def require_migrated(engine: Engine) -> None:
+    """Refuse to run on a database whose schema is not at the code's head revision."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE}
+        ).get_current_revision()
+    if current != head_revision():
+        state = "has no ssmbench tables" if current is None else f"is at revision {current}"
+        raise DatabaseNotMigrated(
+            f"the database {engine.url.render_as_string(hide_password=True)} {state}; "
+            f"run `ssmbench db upgrade` to bring it to {head_revision()}"
+        )
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -1,0 +1,151 @@
+"""The database schema (SQLAlchemy 2 declarative). The database is the source of truth: every
+state a sweep passes through is a row here, written idempotently (DESIGN.md "Contracts")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+TRIAL_STATES = ("pending", "running", "completed", "failed", "pruned", "diverged", "cancelled")
+FINAL_TRIAL_STATES = ("completed", "failed", "pruned", "diverged", "cancelled")
+SWEEP_STATES = ("pending", "running", "completed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    trials: Mapped[list[Trial]] = relationship(back_populates="sweep", order_by="Trial.id")
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (Index("ix_trials_state_sweep", "state", "sweep_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer, doc="position within the sweep")
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempt: Mapped[int] = mapped_column(Integer, default=0, doc="incremented each time the trial is started")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_hash: Mapped[str] = mapped_column(String(64), index=True)
+    group_key: Mapped[str] = mapped_column(String(64), index=True, doc="hash of the config without the seed")
+    # denormalized for leaderboard filters
+    task: Mapped[str] = mapped_column(String(64), index=True)
+    layer: Mapped[str] = mapped_column(String(16))
+    init: Mapped[str] = mapped_column(String(16))
+    reparam: Mapped[str] = mapped_column(String(16))
+    train_eigenvalues: Mapped[bool] = mapped_column(Boolean)
+    seed: Mapped[int] = mapped_column(Integer)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    optuna_trial: Mapped[int | None] = mapped_column(Integer, doc="Optuna trial number (search sweeps)")
+    reused_from: Mapped[int | None] = mapped_column(
+        ForeignKey("trials.id"), doc="trial whose result was reused"
+    )
+    worker: Mapped[str | None] = mapped_column(String(200))
+    node_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    sweep: Mapped[Sweep] = relationship(back_populates="trials")
+
+
+class EpochMetric(Base):
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "attempt", "epoch", name="uq_epoch_metrics_trial_attempt_epoch"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_metric: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the whole on_epoch dict")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Result(Base):
+    """One row per completed (or pruned) trial: the test metric at the best validation epoch."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(20))
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    val_metric: Mapped[float | None] = mapped_column(Float)
+    test_metric: Mapped[float | None] = mapped_column(Float, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the TrialResult")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Baseline(Base):
+    """A published accuracy (REFERENCE.md §7), shown on the leaderboard as a labelled reference row."""
+
+    __tablename__ = "baselines"
+    __table_args__ = (UniqueConstraint("model", "task", name="uq_baselines_model_task"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(64))
+    test_accuracy: Mapped[float | None] = mapped_column(Float, doc="percent; None: the model failed the task")
+    source: Mapped[str] = mapped_column(String(300))
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, doc="sha256 hex of the token")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SchedulerLease(Base):
+    """At most one scheduler acts on a database: the holder renews `expires_at`; others wait it out."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column()

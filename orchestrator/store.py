@@ -1,0 +1,285 @@
+"""Every write the orchestrator makes, as small idempotent functions on a Session.
+
+Guards live in the SQL: a trial is claimed only if it is still pending, finished only by the attempt
+that runs it, and each epoch row and result is inserted at most once (unique keys + ON CONFLICT DO
+NOTHING). So a retried, duplicated or zombie worker cannot double-count anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ssm.config import TrialConfig
+from ssm.train import TrialResult
+
+from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
+from .spec import SweepSpec, group_key, plan
+
+
+def _insert(session: Session, table):
+    """INSERT … ON CONFLICT DO NOTHING, for the dialect in use."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def trial_row(sweep_id: int, number: int, config: TrialConfig, resources: dict[str, Any]) -> Trial:
+    return Trial(
+        sweep_id=sweep_id,
+        number=number,
+        state="pending",
+        attempt=0,
+        config=config.model_dump(mode="json"),
+        config_hash=config.hash(),
+        group_key=group_key(config),
+        task=config.task.name,
+        layer=config.model.layer,
+        init=config.model.init,
+        reparam=config.model.reparam,
+        train_eigenvalues=config.model.train_eigenvalues,
+        seed=config.seed,
+        resources=resources,
+    )
+
+
+def create_sweep(session: Session, spec: SweepSpec, owner: str | None = None) -> Sweep:
+    """Store a sweep and (for a grid sweep) all its trials as pending, reusing completed results.
+
+    A trial whose config hash already has a completed result anywhere in the database is stored as
+    completed with a copy of that result and `reused_from` pointing at the original.
+    """
+    sweep = Sweep(
+        name=spec.name,
+        state="pending",
+        owner=owner,
+        spec=spec.model_dump(mode="json"),
+        priority=spec.priority,
+        max_concurrent=spec.max_concurrent,
+    )
+    session.add(sweep)
+    session.flush()
+    if spec.search is None:
+        add_trials(session, sweep, plan(spec), spec.resources.model_dump())
+    return sweep
+
+
+def add_trials(
+    session: Session, sweep: Sweep, configs: Iterable[TrialConfig], resources: dict[str, Any]
+) -> list[Trial]:
+    start = session.scalar(select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep.id)) or 0
+    trials = [trial_row(sweep.id, start + i, c, resources) for i, c in enumerate(configs)]
+    session.add_all(trials)
+    session.flush()
+    _reuse_completed(session, trials)
+    return trials
+
+
+def _reuse_completed(session: Session, trials: list[Trial]) -> None:
+    hashes = {t.config_hash for t in trials}
+    if not hashes:
+        return
+    done = session.execute(
+        select(Trial.config_hash, Result)
+        .join(Result, Result.trial_id == Trial.id)
+        .where(Trial.config_hash.in_(hashes), Trial.state == "completed", Trial.reused_from.is_(None))
+        .order_by(Trial.id)
+    ).all()
+    originals: dict[str, Result] = {}
+    for config_hash, result in done:
+        originals.setdefault(config_hash, result)
+    now = utcnow()
+    for trial in trials:
+        original = originals.get(trial.config_hash)
+        if original is None or original.trial_id == trial.id:
+            continue
+        trial.state, trial.reused_from, trial.finished_at = "completed", original.trial_id, now
+        session.add(
+            Result(
+                trial_id=trial.id,
+                attempt=0,
+                status=original.status,
+                metric=original.metric,
+                best_epoch=original.best_epoch,
+                val_metric=original.val_metric,
+                test_metric=original.test_metric,
+                payload=original.payload,
+            )
+        )
+
+
+def claim(session: Session, trial_id: int, worker: str | None = None) -> int | None:
+    """pending → running with attempt + 1; returns the new attempt, or None if someone else has it."""
+    now = utcnow()
+    row = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.state == "pending")
+        .values(
+            state="running",
+            attempt=Trial.attempt + 1,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker,
+            error=None,
+        )
+        .returning(Trial.attempt)
+    ).first()
+    if row is None:
+        return None
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == Trial.sweep_id, Trial.id == trial_id, Sweep.state == "pending")
+        .values(state="running")
+    )
+    return row[0]
+
+
+def heartbeat(
+    session: Session, trial_id: int, attempt: int, node_id: str | None = None, worker: str | None = None
+) -> bool:
+    """Refresh the heartbeat; False when this attempt no longer owns the trial (stop working)."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if node_id is not None:
+        values["node_id"] = node_id
+    if worker is not None:
+        values["worker"] = worker
+    result = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == "running")
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def record_epoch(session: Session, trial_id: int, attempt: int, metrics: dict[str, Any]) -> None:
+    """One epoch's metrics; a second write of the same (trial, attempt, epoch) is ignored."""
+    statement = (
+        _insert(session, EpochMetric)
+        .values(
+            trial_id=trial_id,
+            attempt=attempt,
+            epoch=int(metrics["epoch"]),
+            train_loss=metrics.get("train_loss"),
+            val_loss=metrics.get("val_loss"),
+            val_metric=metrics.get("val_metric"),
+            metrics=metrics,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["trial_id", "attempt", "epoch"])
+    )
+    session.execute(statement)
+
+
+def finish(
+    session: Session,
+    trial_id: int,
+    attempt: int,
+    result: TrialResult | None,
+    state: str,
+    error: str | None = None,
+) -> bool:
+    """running → a final state for the attempt that owns the trial, storing its result once.
+
+    Returns False (and writes nothing) when the attempt no longer owns the trial — a zombie worker
+    from an attempt that was given up, or a trial cancelled meanwhile.
+    """
+    if state not in FINAL_TRIAL_STATES:
+        raise ValueError(f"{state!r} is not a final trial state; valid: {', '.join(FINAL_TRIAL_STATES)}")
+    owned = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == "running")
+        .values(state=state, finished_at=utcnow(), error=error)
+    )
+    if owned.rowcount != 1:
+        return False
+    if result is not None and result.status in ("completed", "pruned") and result.test_metric is not None:
+        statement = (
+            _insert(session, Result)
+            .values(
+                trial_id=trial_id,
+                attempt=attempt,
+                status=result.status,
+                metric=result.metric,
+                best_epoch=result.best_epoch,
+                val_metric=result.val_metric,
+                test_metric=result.test_metric,
+                payload=result.model_dump(mode="json"),
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["trial_id"])
+        )
+        session.execute(statement)
+    return True
+
+
+def requeue(session: Session, trial_id: int, attempt: int, max_retries: int, reason: str) -> str:
+    """A trial whose worker or node died: back to pending while retries remain, else failed."""
+    trial = session.get(Trial, trial_id, with_for_update=True)
+    if trial is None or trial.state != "running" or trial.attempt != attempt:
+        return trial.state if trial else "missing"
+    if trial.attempt <= max_retries:
+        trial.state, trial.error = "pending", f"attempt {attempt} lost: {reason}"
+    else:
+        trial.state, trial.finished_at = "failed", utcnow()
+        trial.error = f"attempt {attempt} lost: {reason}; no retries left (max_retries={max_retries})"
+    return trial.state
+
+
+def stale_running(session: Session, older_than: timedelta, exclude: Iterable[int] = ()) -> list[Trial]:
+    """Running trials whose heartbeat is older than `older_than` and that this scheduler does not track."""
+    cutoff: datetime = utcnow() - older_than
+    query = select(Trial).where(Trial.state == "running", Trial.heartbeat_at < cutoff)
+    exclude = list(exclude)
+    if exclude:
+        query = query.where(Trial.id.not_in(exclude))
+    return list(session.scalars(query))
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> int:
+    """Mark the sweep cancelled and its pending trials cancelled; running ones stop at their next
+    epoch (the worker sees the sweep state) or are cancelled by the scheduler. Returns trials touched."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise KeyError(sweep_id)
+    if sweep.state in ("completed", "cancelled"):
+        return 0
+    sweep.state, sweep.finished_at = "cancelled", utcnow()
+    result = session.execute(
+        update(Trial)
+        .where(Trial.sweep_id == sweep_id, Trial.state == "pending")
+        .values(state="cancelled", finished_at=utcnow())
+    )
+    return result.rowcount
+
+
+def state_counts(session: Session, sweep_id: int | None = None) -> dict[str, int]:
+    query = select(Trial.state, func.count()).group_by(Trial.state)
+    if sweep_id is not None:
+        query = query.where(Trial.sweep_id == sweep_id)
+    return {state: n for state, n in session.execute(query)}
+
+
+def close_finished_sweeps(session: Session) -> list[int]:
+    """Sweeps whose trials are all final (and that need no more search trials) become completed."""
+    open_sweeps = session.scalars(select(Sweep).where(Sweep.state.in_(("pending", "running")))).all()
+    closed = []
+    for sweep in open_sweeps:
+        counts = state_counts(session, sweep.id)
+        unfinished = sum(n for s, n in counts.items() if s not in FINAL_TRIAL_STATES)
+        wanted = sweep.spec.get("search") and sum(counts.values()) < _search_budget(sweep)
+        if unfinished == 0 and counts and not wanted:
+            sweep.state, sweep.finished_at = "completed", utcnow()
+            closed.append(sweep.id)
+    return closed
+
+
+def _search_budget(sweep: Sweep) -> int:
+    spec = SweepSpec.model_validate(sweep.spec)
+    total = spec.n_trials()
+    if spec.budget.max_trials is not None:
+        total = min(total, spec.budget.max_trials)
+    return total

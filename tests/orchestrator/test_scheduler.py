@@ -1,0 +1,190 @@
+"""The scheduler on a real local Ray, with fake trainers, on SQLite and PostgreSQL.
+
+Every test ends by checking the database invariants: every trial in a final state, exactly one
+result per completed trial, no duplicated epoch rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import ray
+from sqlalchemy import func, select, text
+
+from orchestrator import store
+from orchestrator.db import transaction
+from orchestrator.models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial
+from orchestrator.scheduler import Scheduler
+from orchestrator.settings import Settings
+from orchestrator.spec import load_spec
+
+import fakes  # tests/orchestrator/fakes.py
+from ray import cloudpickle
+
+cloudpickle.register_pickle_by_value(fakes)  # Ray workers cannot import the tests directory
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def settings_for(db_url, tmp_path, **overrides):
+    values = {"database_url": db_url, "checkpoint_dir": tmp_path / "checkpoints", "heartbeat_seconds": 0.5}
+    return Settings(**{**values, **overrides})
+
+
+def submit(sessions, spec_text):
+    with transaction(sessions) as s:
+        return store.create_sweep(s, load_spec(spec_text)).id
+
+
+def check_invariants(sessions, sweep_id):
+    with sessions() as s:
+        trials = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id)).all()
+        assert trials and all(t.state in FINAL_TRIAL_STATES for t in trials), [
+            (t.id, t.state) for t in trials
+        ]
+        completed = [t.id for t in trials if t.state == "completed"]
+        n_results = dict(s.execute(select(Result.trial_id, func.count()).group_by(Result.trial_id)).all())
+        assert all(n_results.get(t, 0) == 1 for t in completed)
+        duplicated = s.execute(
+            select(EpochMetric.trial_id, EpochMetric.attempt, EpochMetric.epoch, func.count())
+            .group_by(EpochMetric.trial_id, EpochMetric.attempt, EpochMetric.epoch)
+            .having(func.count() > 1)
+        ).all()
+        assert not duplicated
+        assert s.get(Sweep, sweep_id).state in ("completed", "cancelled")
+        return {t.seed: t for t in trials}
+
+
+GRID = "name: grid\ntasks: [delay]\nmodel: {init: [inv, lin]}\nseeds: [0, 1, 7, 8]\nresources: {cpus: 0.5}\n"
+
+
+def test_a_grid_sweep_runs_to_completion_and_failures_do_not_stop_it(db_url, sessions, tmp_path):
+    sweep_id = submit(sessions, GRID)
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.quick)
+    scheduler.run([sweep_id], timeout=120)
+    scheduler.close()
+    check_invariants(sessions, sweep_id)
+    with sessions() as s:
+        by_state = store.state_counts(s, sweep_id)
+        assert by_state == {"completed": 4, "failed": 2, "diverged": 2}
+        failed = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.state == "failed")).all()
+        assert all("boom: a bug in training" in t.error and "Traceback" in t.error for t in failed)
+        assert s.scalar(select(func.count()).select_from(EpochMetric)) == 4 * 2 + 2 * 1
+        assert all(
+            t.node_id
+            for t in s.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.state == "completed"))
+        )
+
+
+def test_completed_configs_are_reused_not_rerun(db_url, sessions, tmp_path):
+    first = submit(sessions, GRID)
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.quick)
+    scheduler.run([first], timeout=120)
+    second = submit(sessions, GRID)
+    with sessions() as s:
+        reused = s.scalars(
+            select(Trial).where(Trial.sweep_id == second, Trial.reused_from.is_not(None))
+        ).all()
+        assert len(reused) == 4 and all(t.state == "completed" and t.attempt == 0 for t in reused)
+    scheduler.run([second], timeout=120)
+    scheduler.close()
+    by_seed = check_invariants(sessions, second)
+    assert by_seed[7].attempt == 1  # the failed ones ran again
+
+
+def test_cancel_stops_running_and_pending_trials(db_url, sessions, tmp_path):
+    sweep_id = submit(sessions, "name: c\ntasks: [delay]\nseeds: [0, 1, 2, 3, 4, 5]\nresources: {cpus: 1}\n")
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.slow)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        scheduler.step()
+        with sessions() as s:
+            if store.state_counts(s, sweep_id).get("running", 0) == 2:
+                break
+    with transaction(sessions) as s:
+        store.cancel_sweep(s, sweep_id)
+    scheduler.run([sweep_id], timeout=60)
+    scheduler.close()
+    with sessions() as s:
+        assert store.state_counts(s, sweep_id) == {"cancelled": 6}
+
+
+def _wait_for(predicate, timeout=60.0, step=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step is not None:
+            step()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError("condition not reached")
+
+
+def test_a_killed_worker_is_retried_and_the_sweep_completes(db_url, sessions, tmp_path):
+    sweep_id = submit(sessions, "name: k\ntasks: [delay]\nseeds: [0]\nresources: {cpus: 1}\n")
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.slow)
+    with sessions() as s:
+        trial_id = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id))
+    pid_file = tmp_path / "checkpoints" / f"trial-{trial_id}" / "pid"
+    _wait_for(lambda: pid_file.exists() and pid_file.read_text(), step=scheduler.step)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    scheduler.run([sweep_id], timeout=90)
+    scheduler.close()
+    trial = check_invariants(sessions, sweep_id)[0]
+    assert trial.state == "completed" and trial.attempt == 2
+    assert "lost" in (trial.error or "") or trial.error is None
+
+
+def test_two_schedulers_on_one_database_train_each_trial_once(db_url, sessions, tmp_path):
+    sweep_id = submit(
+        sessions,
+        "name: two\ntasks: [delay]\nmodel: {init: [inv, lin, legs]}\nseeds: [0, 1, 2]\nresources: {cpus: 0.5}\n",
+    )
+    first = Scheduler(db_url, settings_for(db_url, tmp_path), identity="first", train_fn=fakes.quick)
+    second = Scheduler(db_url, settings_for(db_url, tmp_path), identity="second", train_fn=fakes.quick)
+    errors = []
+
+    def drive(scheduler):
+        try:
+            scheduler.run([sweep_id], timeout=120)
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=drive, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert not (first.holds_lease and second.holds_lease)
+    first.close()
+    second.close()
+    trials = check_invariants(sessions, sweep_id)
+    assert all(t.attempt == 1 and t.state == "completed" for t in trials.values())
+
+
+def test_a_stale_running_trial_is_requeued_by_a_new_scheduler(db_url, sessions, tmp_path):
+    """What a scheduler restart finds: a trial marked running whose worker is gone."""
+    sweep_id = submit(sessions, "name: s\ntasks: [delay]\nseeds: [0]\n")
+    with transaction(sessions) as s:
+        trial_id = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id))
+        store.claim(s, trial_id)
+        s.execute(
+            text("UPDATE trials SET heartbeat_at = :t WHERE id = :id"),
+            {"t": "2000-01-01 00:00:00", "id": trial_id},
+        )
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path, stale_after_seconds=2), train_fn=fakes.quick)
+    scheduler.run([sweep_id], timeout=60)
+    scheduler.close()
+    trial = check_invariants(sessions, sweep_id)[0]
+    assert trial.state == "completed" and trial.attempt == 2
