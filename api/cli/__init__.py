@@ -19,9 +19,12 @@ def main() -> None:
 
 
 def _register() -> None:
+    from .run import db_app, run_command
     from .train import train_command
 
     app.command("train")(train_command)
+    app.command("run")(run_command)
+    app.add_typer(db_app, name="db")
 
 
 _register()

@@ -11,8 +11,10 @@ import signal
 import threading
 import time
 
+import fakes  # tests/orchestrator/fakes.py
 import pytest
 import ray
+from ray import cloudpickle
 from sqlalchemy import func, select, text
 
 from orchestrator import store
@@ -21,9 +23,6 @@ from orchestrator.models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, 
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.spec import load_spec
-
-import fakes  # tests/orchestrator/fakes.py
-from ray import cloudpickle
 
 cloudpickle.register_pickle_by_value(fakes)  # Ray workers cannot import the tests directory
 

@@ -56,7 +56,7 @@ def test_errors_name_the_key_path_and_line(edit, path, line):
 
 def test_cross_field_errors_name_the_grid_cell():
     text = "name: x\ntasks: [delay]\nmodel: {layer: s4, init: [legs, lin]}\n"
-    with pytest.raises(SpecError, match="init must be 'legs'.*init=lin"):
+    with pytest.raises(SpecError, match=r"init must be 'legs'.*init=lin"):
         load_spec(text)
 
 
