@@ -46,7 +46,8 @@ def db_url(request, tmp_path):
     admin = create_engine(PG_BASE)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    # application_name marks this test's connections, so a fault test can terminate only its own
+    url = f"{PG_BASE}?options=-csearch_path%3D{schema}&application_name={schema}"
     upgrade(url)
     try:
         yield url
