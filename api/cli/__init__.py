@@ -19,12 +19,14 @@ def main() -> None:
 
 
 def _register() -> None:
+    from .data import data_app
     from .run import db_app, run_command
     from .train import train_command
 
     app.command("train")(train_command)
     app.command("run")(run_command)
     app.add_typer(db_app, name="db")
+    app.add_typer(data_app, name="data")
 
 
 _register()

@@ -1,0 +1,143 @@
+"""ListOps (LRA): the value (0–9) of a nested expression of list operations on digits.
+
+Files, as in the LRA release: `<data_dir>/listops-1000/basic_{train,val,test}.tsv`. Each is
+tab-separated with the header `Source\tTarget` and was written by Python's csv module (CRLF line
+ends). `Source` is the expression with the generator's tree parentheses, e.g.
+`( ( ( [MAX 2 ) 9 ) ] )` for MAX(2, 9); `Target` is its value.
+
+Tokens: parentheses are dropped, as LRA's tokenizer does. Vocabulary (d_input 16): padding 0,
+digits 0–9 → 1–10, `[MIN [MAX [MED [SM` → 11–14, `]` → 15. Sequences are truncated or zero-padded
+to `max_len` (2048 by default, LRA's length).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ssm.data.base import (
+    SPLITS,
+    BadItems,
+    DataNotFoundError,
+    Task,
+    check_bool,
+    check_int,
+    check_sizes,
+    count_lines,
+    make_splits,
+)
+from ssm.data.cache import CacheWriter, SplitArrays, entry_metadata, entry_split, load_or_build
+
+LISTOPS_DIR = "listops-1000"
+SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+HEADER = "Source\tTarget"
+OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
+CLOSE = "]"
+PAD_ID = 0
+VOCAB: dict[str, int] = {
+    **{str(digit): 1 + digit for digit in range(10)},
+    **{op: 11 + i for i, op in enumerate(OPERATORS)},
+    CLOSE: 15,
+}
+VOCAB_SIZE = 1 + len(VOCAB)  # with the padding id
+PROVIDER = (
+    "Generate it with `ssmbench data generate listops --out {data_dir}`, or unpack the LRA release "
+    "(lra_release.gz from https://github.com/google-research/long-range-arena) into {data_dir}."
+)
+
+
+def read_listops_tsv(path: Path, bad: BadItems) -> Iterator[tuple[list[int], int]]:
+    """(token ids, target) for each well-formed row of one ListOps TSV file.
+
+    Bad rows (wrong column count, unknown token, target not in 0–9, empty expression, invalid
+    UTF-8) go to `bad`, which raises a `DataFormatError` naming the file and line unless skipping.
+    Blank lines and the `Source\tTarget` header are ignored.
+    """
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.rstrip(b"\r\n").decode("utf-8")
+            except UnicodeDecodeError:
+                bad.report(path, "not valid UTF-8", line=line_no)
+                continue
+            if not line or (line_no == 1 and line == HEADER):
+                continue
+            columns = line.split("\t")
+            if len(columns) != 2:
+                bad.report(
+                    path,
+                    f"expected 2 tab-separated columns (Source, Target), found {len(columns)}",
+                    line=line_no,
+                )
+                continue
+            source, target = columns
+            if target.strip() not in {str(v) for v in range(10)}:
+                bad.report(path, f"target must be a digit 0-9, got {target!r}", line=line_no)
+                continue
+            ids = []
+            for token in source.split():
+                if token in ("(", ")"):
+                    continue
+                if token not in VOCAB:
+                    bad.report(path, f"unknown ListOps token {token!r}", line=line_no)
+                    break
+                ids.append(VOCAB[token])
+            else:
+                if not ids:
+                    bad.report(path, "empty expression", line=line_no)
+                    continue
+                yield ids, int(target)
+
+
+def load_listops(
+    data_dir: Path,
+    *,
+    max_len: int = 2048,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> Task:
+    """The ListOps task from `<data_dir>/listops-1000/` (10 classes, tokens, mean pooling)."""
+    max_len = check_int("max_len", max_len)
+    sizes = check_sizes(n_train, n_val, n_test)
+    seed = check_int("seed", seed, minimum=0)
+    skip_bad = check_bool("skip_bad", skip_bad)
+    root = data_dir / LISTOPS_DIR
+    paths = {split: root / SPLIT_FILES[split] for split in SPLITS}
+    for path in paths.values():
+        if not path.is_file():
+            raise DataNotFoundError(path, PROVIDER.format(data_dir=data_dir), what="ListOps split")
+
+    def build(writer: CacheWriter) -> dict:
+        bad = BadItems(skip_bad)
+        counts = {}
+        for split, path in paths.items():
+            arrays = SplitArrays(writer, split, count_lines(path), (max_len,), np.int64)
+            for ids, target in read_listops_tsv(path, bad):
+                ids = ids[:max_len]
+                arrays.x[arrays.n, : len(ids)] = ids
+                arrays.y[arrays.n] = target
+                arrays.lengths[arrays.n] = len(ids)
+                arrays.next()
+            counts[split] = arrays.close()
+        return {"counts": counts, "skipped": bad.count, "skipped_items": bad.examples}
+
+    options = {"max_len": max_len, "skip_bad": skip_bad}
+    entry = load_or_build(data_dir, "listops", options, paths.values(), LISTOPS_DIR, build)
+    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, sizes, seed=seed)
+    return Task(
+        name="listops",
+        **splits,
+        kind="classification",
+        n_classes=10,
+        d_input=VOCAB_SIZE,
+        seq_len=max_len,
+        input_type="tokens",
+        output="pooled",
+        pooling="mean",
+        metadata={"source": str(root), **entry_metadata(entry), "options": {**options, "seed": seed}},
+    )

@@ -1,0 +1,372 @@
+"""Synthetic tasks, built in memory from `seed` and their options (no files, no data directory),
+and `digits`, scikit-learn's bundled 8×8 digit images read as a 64-step pixel sequence.
+
+Every split is drawn from its own random stream (seed, task, split), so splits never share draws
+and the same options always give the same tensors. `n_train`/`n_val`/`n_test` are the numbers of
+sequences generated; `seq_len` (or its alias `max_len`) is their length.
+
+- delay: tokens uniform in 1..vocab; the class is the token `delay` steps before the last step
+  (y = x[L−1−delay] − 1). Classification, pooling "last".
+- memory-exp, memory-poly: the curse-of-memory targets of StableSSM (Wang & Li):
+  y_t = Σ_{s=0..t} ρ(s) u_{t−s} with ρ(s) = e^{−s/T} or (s+1)^{−p}, ρ scaled to unit L2 norm over
+  s < L (so y_t has unit variance once t covers the memory), u_t i.i.d. N(0, 1); `nonlinear=True`
+  reads out tanh(y_t). Per-step regression, y (n, L, 1).
+- linear-filter: y = K * u (causal) for a fixed random stable filter K[l] = Σ_n c_n a_n^l with
+  `order` real poles a_n ~ U(0.5, 0.95) and residues c_n ~ N(0, 1), K scaled to unit L2 norm; the
+  filter depends on `filter_seed` only, so runs with different `seed`s share one target
+  (Biderman et al., learning dynamics of linear SSMs). K is in `metadata["kernel"]`.
+- adding: two channels, values U[0, 1) and a marker that is 1 at one step of the first half and
+  one of the second; the target is the sum of the two marked values. Pooled regression, y (n, 1),
+  pooling "last".
+- digits: `sklearn.datasets.load_digits` (1797 images, values 0–16) as (n, 64, 1) sequences,
+  divided by 16 and standardized with the training pixels' mean and std; a fixed permutation
+  (seed 42) splits 80/10/10. Sizes subsample deterministically by `seed`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssm.data.base import (
+    SPLITS,
+    VAL_SPLIT_SEED,
+    SequenceDataset,
+    Task,
+    check_bool,
+    check_int,
+    check_sizes,
+    split_rng,
+    subsample,
+)
+
+
+def _resolve_length(seq_len: int | None, max_len: int | None, default: int) -> int:
+    """The sequence length: `seq_len`, or its alias `max_len`, or `default`."""
+    if seq_len is not None and max_len is not None and seq_len != max_len:
+        raise ValueError(f"seq_len={seq_len} and max_len={max_len} disagree; give one of them")
+    length = seq_len if seq_len is not None else max_len if max_len is not None else default
+    return check_int("seq_len", length)
+
+
+def _positive(name: str, value: Any) -> float:
+    """`value` as a float > 0; ValueError naming the option otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"option {name!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _streams(task: str, seed: int) -> dict[str, np.random.Generator]:
+    """One independent random stream per split of `task`."""
+    task_id = zlib.crc32(task.encode())
+    return {split: split_rng(seed, task_id, i) for i, split in enumerate(SPLITS)}
+
+
+def causal_convolution(u: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """y[:, t] = Σ_{s=0..t} kernel[s] · u[:, t−s] for u (n, L), kernel (L,), in float64 by FFT."""
+    length = u.shape[1]
+    size = 2 * length  # zero-padding to 2L makes the circular convolution linear
+    spectrum = np.fft.rfft(u, n=size, axis=1) * np.fft.rfft(kernel, n=size)
+    return np.fft.irfft(spectrum, n=size, axis=1)[:, :length]
+
+
+# --- delay --------------------------------------------------------------------------------------
+
+
+def make_delay(
+    *,
+    seq_len: int | None = None,
+    max_len: int | None = None,
+    delay: int = 16,
+    vocab: int = 8,
+    n_train: int = 4000,
+    n_val: int = 500,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> Task:
+    """Recall the token seen `delay` steps before the last step (default length 64, 8 tokens)."""
+    length = _resolve_length(seq_len, max_len, 64)
+    delay = check_int("delay", delay, minimum=0)
+    vocab = check_int("vocab", vocab, minimum=2)
+    if delay >= length:
+        raise ValueError(f"option 'delay' must be < seq_len={length}, got {delay}")
+    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
+    seed = check_int("seed", seed, minimum=0)
+    splits = {}
+    for split, rng in _streams("delay", seed).items():
+        x = rng.integers(1, vocab + 1, size=(sizes[split], length))
+        y = x[:, length - 1 - delay] - 1
+        splits[split] = SequenceDataset(
+            torch.from_numpy(x), torch.from_numpy(y), torch.full((sizes[split],), length)
+        )
+    options = {"seq_len": length, "delay": delay, "vocab": vocab, **_size_options(sizes), "seed": seed}
+    return Task(
+        name="delay",
+        **splits,
+        kind="classification",
+        n_classes=vocab,
+        d_input=vocab + 1,
+        seq_len=length,
+        input_type="tokens",
+        output="pooled",
+        pooling="last",
+        metadata={"generator": "delay", "options": options},
+    )
+
+
+def _size_options(sizes: dict[str, int | None]) -> dict[str, int | None]:
+    return {f"n_{split}": n for split, n in sizes.items()}
+
+
+# --- memory-exp, memory-poly, linear-filter -----------------------------------------------------
+
+
+def _regression_task(
+    name: str,
+    kernel: np.ndarray,
+    *,
+    nonlinear: bool,
+    sizes: dict[str, int | None],
+    seed: int,
+    options: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+) -> Task:
+    """A per-step regression task: u ~ N(0, 1) (n, L, 1), y = readout(kernel * u) (n, L, 1)."""
+    length = len(kernel)
+    splits = {}
+    for split, rng in _streams(name, seed).items():
+        u = rng.standard_normal((sizes[split], length))
+        y = causal_convolution(u, kernel)
+        if nonlinear:
+            y = np.tanh(y)
+        splits[split] = SequenceDataset(
+            torch.from_numpy(u.astype(np.float32)[:, :, None]),
+            torch.from_numpy(y.astype(np.float32)[:, :, None]),
+            torch.full((sizes[split],), length),
+        )
+    return Task(
+        name=name,
+        **splits,
+        kind="regression",
+        n_classes=1,
+        d_input=1,
+        seq_len=length,
+        input_type="continuous",
+        output="sequence",
+        pooling="mean",
+        metadata={
+            "generator": name,
+            "options": {**options, **_size_options(sizes), "seed": seed},
+            **(metadata or {}),
+        },
+    )
+
+
+def memory_kernel(kind: str, length: int, scale: float) -> np.ndarray:
+    """ρ(s), s = 0..length−1, scaled to unit L2 norm: e^{−s/T} ("exp", scale T) or (s+1)^{−p}
+    ("poly", scale p)."""
+    s = np.arange(length, dtype=np.float64)
+    rho = np.exp(-s / scale) if kind == "exp" else (s + 1.0) ** (-scale)
+    return rho / np.linalg.norm(rho)
+
+
+def make_memory_exp(
+    *,
+    seq_len: int | None = None,
+    max_len: int | None = None,
+    T: float = 16.0,
+    nonlinear: bool = False,
+    n_train: int = 2000,
+    n_val: int = 250,
+    n_test: int = 250,
+    seed: int = 0,
+) -> Task:
+    """Exponentially decaying memory ρ(s) = e^{−s/T} (default length 128, T = 16 steps)."""
+    length = _resolve_length(seq_len, max_len, 128)
+    T = _positive("T", T)
+    nonlinear = check_bool("nonlinear", nonlinear)
+    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
+    seed = check_int("seed", seed, minimum=0)
+    return _regression_task(
+        "memory-exp",
+        memory_kernel("exp", length, T),
+        nonlinear=nonlinear,
+        sizes=sizes,
+        seed=seed,
+        options={"seq_len": length, "T": T, "nonlinear": nonlinear},
+    )
+
+
+def make_memory_poly(
+    *,
+    seq_len: int | None = None,
+    max_len: int | None = None,
+    p: float = 1.5,
+    nonlinear: bool = False,
+    n_train: int = 2000,
+    n_val: int = 250,
+    n_test: int = 250,
+    seed: int = 0,
+) -> Task:
+    """Polynomially decaying memory ρ(s) = (s+1)^{−p} (default length 128, p = 1.5)."""
+    length = _resolve_length(seq_len, max_len, 128)
+    p = _positive("p", p)
+    nonlinear = check_bool("nonlinear", nonlinear)
+    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
+    seed = check_int("seed", seed, minimum=0)
+    return _regression_task(
+        "memory-poly",
+        memory_kernel("poly", length, p),
+        nonlinear=nonlinear,
+        sizes=sizes,
+        seed=seed,
+        options={"seq_len": length, "p": p, "nonlinear": nonlinear},
+    )
+
+
+def linear_filter_kernel(length: int, order: int, filter_seed: int) -> np.ndarray:
+    """K[l] = Σ_n c_n a_n^l, l < length, with a_n ~ U(0.5, 0.95), c_n ~ N(0, 1); unit L2 norm."""
+    rng = np.random.default_rng([filter_seed, zlib.crc32(b"linear-filter")])
+    poles = rng.uniform(0.5, 0.95, size=order)
+    residues = rng.standard_normal(order)
+    kernel = (residues[:, None] * poles[:, None] ** np.arange(length)).sum(axis=0)
+    return kernel / np.linalg.norm(kernel)
+
+
+def make_linear_filter(
+    *,
+    seq_len: int | None = None,
+    max_len: int | None = None,
+    order: int = 4,
+    filter_seed: int = 0,
+    n_train: int = 2000,
+    n_val: int = 250,
+    n_test: int = 250,
+    seed: int = 0,
+) -> Task:
+    """A fixed random stable linear filter as the target (default length 128, 4 poles)."""
+    length = _resolve_length(seq_len, max_len, 128)
+    order = check_int("order", order)
+    filter_seed = check_int("filter_seed", filter_seed, minimum=0)
+    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
+    seed = check_int("seed", seed, minimum=0)
+    kernel = linear_filter_kernel(length, order, filter_seed)
+    return _regression_task(
+        "linear-filter",
+        kernel,
+        nonlinear=False,
+        sizes=sizes,
+        seed=seed,
+        options={"seq_len": length, "order": order, "filter_seed": filter_seed},
+        metadata={"kernel": kernel.tolist()},
+    )
+
+
+# --- adding ---------------------------------------------------------------------------------------
+
+
+def make_adding(
+    *,
+    seq_len: int | None = None,
+    max_len: int | None = None,
+    n_train: int = 5000,
+    n_val: int = 500,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> Task:
+    """The adding problem (default length 100): sum the two values whose marker is 1."""
+    length = _resolve_length(seq_len, max_len, 100)
+    if length < 2:
+        raise ValueError(f"option 'seq_len' must be ≥ 2 for the adding problem, got {length}")
+    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
+    seed = check_int("seed", seed, minimum=0)
+    half = length // 2
+    splits = {}
+    for split, rng in _streams("adding", seed).items():
+        n = sizes[split]
+        values = rng.random((n, length))
+        first = rng.integers(0, half, size=n)
+        second = rng.integers(half, length, size=n)
+        markers = np.zeros((n, length))
+        markers[np.arange(n), first] = 1.0
+        markers[np.arange(n), second] = 1.0
+        x = np.stack([values, markers], axis=-1).astype(np.float32)
+        y = (values[np.arange(n), first] + values[np.arange(n), second]).astype(np.float32)[:, None]
+        splits[split] = SequenceDataset(torch.from_numpy(x), torch.from_numpy(y), torch.full((n,), length))
+    return Task(
+        name="adding",
+        **splits,
+        kind="regression",
+        n_classes=1,
+        d_input=2,
+        seq_len=length,
+        input_type="continuous",
+        output="pooled",
+        pooling="last",
+        metadata={
+            "generator": "adding",
+            "options": {"seq_len": length, **_size_options(sizes), "seed": seed},
+        },
+    )
+
+
+# --- digits ---------------------------------------------------------------------------------------
+
+DIGITS_PIXELS = 64
+
+
+def make_digits(
+    *,
+    max_len: int = DIGITS_PIXELS,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+) -> Task:
+    """scikit-learn's 8×8 digits as 64-step sequences (10 classes, 1 channel, mean pooling)."""
+    from sklearn.datasets import load_digits
+
+    max_len = check_int("max_len", max_len)
+    sizes = check_sizes(n_train, n_val, n_test)
+    seed = check_int("seed", seed, minimum=0)
+    images, labels = load_digits(return_X_y=True)
+    order = np.random.default_rng(VAL_SPLIT_SEED).permutation(len(labels))
+    n_held = len(labels) // 10
+    index = {
+        "train": np.sort(order[2 * n_held :]),
+        "val": np.sort(order[:n_held]),
+        "test": np.sort(order[n_held : 2 * n_held]),
+    }
+    pixels = images / 16.0
+    mean, std = pixels[index["train"]].mean(), pixels[index["train"]].std()
+    steps = min(max_len, DIGITS_PIXELS)
+    splits = {}
+    for split in SPLITS:
+        chosen = index[split]
+        x = np.zeros((len(chosen), max_len, 1), np.float32)
+        x[:, :steps, 0] = ((pixels[chosen] - mean) / std)[:, :steps]
+        dataset = SequenceDataset(
+            torch.from_numpy(x),
+            torch.from_numpy(labels[chosen].astype(np.int64)),
+            torch.full((len(chosen),), steps),
+        )
+        splits[split] = subsample(dataset, sizes[split], seed=seed, split=split)
+    return Task(
+        name="digits",
+        **splits,
+        kind="classification",
+        n_classes=10,
+        d_input=1,
+        seq_len=max_len,
+        input_type="continuous",
+        output="pooled",
+        pooling="mean",
+        metadata={
+            "source": "sklearn.datasets.load_digits",
+            "options": {"max_len": max_len, **_size_options(sizes), "seed": seed},
+            "normalization": {"mean": float(mean), "std": float(std)},
+        },
+    )
