@@ -18,12 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the orchestrator lands: one small S4D trial on the synthetic delay task.
+DEMO_DATA := data
+# The quickstart sweep on SQLite + a local Ray, then its leaderboard. A second run reuses every result.
 demo: $(STAMP)
-	$(BIN)/ssmbench train examples/train-delay.yaml
+	test -f $(DEMO_DATA)/listops-1000/basic_train.tsv || $(BIN)/ssmbench data generate listops --out $(DEMO_DATA) \
+		--n-train 2000 --n-val 200 --n-test 200 --min-len 20 --max-len 128
+	SSMBENCH_DATA_DIR=$(DEMO_DATA) $(BIN)/ssmbench run examples/quickstart.yaml --db sqlite:///$(DEMO_DATA)/demo.db
 
 test: $(STAMP)
-	TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --timeout 900 tests
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 tests
 
 bench: $(STAMP)
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
