@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from . import store
 from .db import make_engine, require_migrated, session_factory, transaction
 from .models import SchedulerLease, Sweep, Trial, utcnow
+from .search import SearchCoordinator
 from .settings import Settings
 from .worker import run_trial
 
@@ -79,7 +80,7 @@ class Scheduler:
         self.holds_lease = False
         self._last_reconcile = 0.0
         self._remote = ray.remote(max_retries=0)(run_trial)
-        self.search = None  # set by orchestrator.search when a sweep needs Optuna
+        self.search = SearchCoordinator(database_url)  # Optuna, for sweeps with a search block
 
     # --- the lease ------------------------------------------------------------------------------
     def acquire_lease(self) -> bool:
@@ -304,6 +305,8 @@ class Scheduler:
             return all(state in ("completed", "cancelled") for state in s.scalars(query))
 
     def close(self) -> None:
+        if self.search is not None:
+            self.search.close(self.sessions)  # tell Optuna about trials that finished since the last step
         if self.holds_lease:
             self.release_lease()
         self.engine.dispose()

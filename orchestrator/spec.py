@@ -207,6 +207,12 @@ def validate_spec(data: Any, max_trials: int | None = None, root: yaml.Node | No
         for model, optim in spec.grid_cells():
             for task in spec.tasks:
                 make_trial_config(spec, task, model, optim, spec.seeds[0])
+        from .search import validate_search  # Optuna is imported only for search sweeps
+
+        try:
+            validate_search(spec, root)
+        except SpecError as err:
+            raise SpecError(err.message, err.path, err.line or _line_of(root, err.path)) from None
     return spec
 
 
