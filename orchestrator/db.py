@@ -15,6 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,6 +81,12 @@ def in_transaction(
             log.warning("database error (%s), retrying: %s", type(err).__name__, str(err).splitlines()[0])
             time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def insert_ignoring_conflicts(session: Session, table):
+    """INSERT … ON CONFLICT DO NOTHING for the dialect in use (SQLite or PostgreSQL): the idempotent
+    write every worker and scheduler insert goes through."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def alembic_config(url: str) -> Config:

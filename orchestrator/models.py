@@ -149,3 +149,36 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(200))
     expires_at: Mapped[datetime | None] = mapped_column()
+
+
+class LeaderboardEntry(Base):
+    """A completed trial already added to `leaderboard_cells`: recording a trial twice adds nothing
+    (`orchestrator.leaderboard.record_result_aggregate`)."""
+
+    __tablename__ = "leaderboard_entries"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+
+
+class LeaderboardCell(Base):
+    """Running sums of the test metric per task and configuration group, over every sweep, kept in
+    the transaction that stores each result — the unfiltered leaderboard reads these few thousand
+    rows instead of every result. A reused result (`Trial.reused_from`) is not counted again; its
+    sweep is still listed in `sweep_ids`."""
+
+    __tablename__ = "leaderboard_cells"
+
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    layer: Mapped[str] = mapped_column(String(16))
+    init: Mapped[str] = mapped_column(String(16))
+    reparam: Mapped[str] = mapped_column(String(16))
+    train_eigenvalues: Mapped[bool] = mapped_column(Boolean)
+    metric: Mapped[str] = mapped_column(String(20))
+    n: Mapped[int] = mapped_column(Integer, doc="results counted")
+    sum_x: Mapped[float] = mapped_column(Float, doc="Σ test_metric")
+    sum_xx: Mapped[float] = mapped_column(Float, doc="Σ test_metric²")
+    sweep_ids: Mapped[str] = mapped_column(Text, doc='the sweeps with a trial here, as ",3,17,"')
+    trial_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trials.id", ondelete="SET NULL"), doc="a trial of the group: its config names the group"
+    )

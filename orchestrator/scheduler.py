@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import store
-from .db import make_engine, require_migrated, session_factory, transaction
+from .db import insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
 from .models import SchedulerLease, Sweep, Trial, utcnow
 from .search import SearchCoordinator
 from .settings import Settings
@@ -88,7 +88,7 @@ class Scheduler:
         now = utcnow()
         with transaction(self.sessions) as s:
             s.execute(
-                store._insert(s, SchedulerLease)
+                insert_ignoring_conflicts(s, SchedulerLease)
                 .values(name=LEASE_NAME, holder=None, expires_at=None)
                 .on_conflict_do_nothing(index_elements=["name"])
             )

@@ -12,20 +12,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ssm.config import TrialConfig
 from ssm.train import TrialResult
 
+from .db import insert_ignoring_conflicts
+from .leaderboard import record_result_aggregate
 from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
 from .spec import SweepSpec, group_key, plan
-
-
-def _insert(session: Session, table):
-    """INSERT … ON CONFLICT DO NOTHING, for the dialect in use."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def trial_row(sweep_id: int, number: int, config: TrialConfig, resources: dict[str, Any]) -> Trial:
@@ -110,6 +105,8 @@ def _reuse_completed(session: Session, trials: list[Trial]) -> None:
                 payload=original.payload,
             )
         )
+        session.flush()
+        record_result_aggregate(session, trial.id)
 
 
 def claim(session: Session, trial_id: int, worker: str | None = None) -> int | None:
@@ -158,7 +155,7 @@ def heartbeat(
 def record_epoch(session: Session, trial_id: int, attempt: int, metrics: dict[str, Any]) -> None:
     """One epoch's metrics; a second write of the same (trial, attempt, epoch) is ignored."""
     statement = (
-        _insert(session, EpochMetric)
+        insert_ignoring_conflicts(session, EpochMetric)
         .values(
             trial_id=trial_id,
             attempt=attempt,
@@ -198,7 +195,7 @@ def finish(
         return False
     if result is not None and result.status in ("completed", "pruned") and result.test_metric is not None:
         statement = (
-            _insert(session, Result)
+            insert_ignoring_conflicts(session, Result)
             .values(
                 trial_id=trial_id,
                 attempt=attempt,
@@ -213,6 +210,8 @@ def finish(
             .on_conflict_do_nothing(index_elements=["trial_id"])
         )
         session.execute(statement)
+        if state == "completed":
+            record_result_aggregate(session, trial_id)  # the leaderboard's running sums, same transaction
     return True
 
 

@@ -13,6 +13,7 @@ import statistics
 
 import pytest
 from alembic import command
+from pydantic import TypeAdapter
 from sqlalchemy import select
 
 from orchestrator.db import alembic_config
@@ -59,6 +60,7 @@ def add_trial(
     metric: str = "accuracy",
     reused_from: int | None = None,
     record: bool = True,
+    key: str | None = None,
     **fields,
 ) -> Trial:
     """A trial of the group MODEL/OPTIM with `fields` changed (lr, epochs, batch_size go to optim), and
@@ -74,7 +76,7 @@ def add_trial(
         attempt=1,
         config=config,
         config_hash=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
-        group_key=group_key(**fields),
+        group_key=key or group_key(**fields),
         task=task,
         layer=model["layer"],
         init=model["init"],
@@ -270,6 +272,7 @@ def test_lra_averages_with_and_without_pathx(sessions):
         add_trial(s, sweep, "delay", 0.98, init="rand")  # no LRA task: no average
         board = leaderboard(s)
         listops_only = leaderboard(s, task="listops")
+        sweep_and_task = leaderboard(s, sweep_id=sweep, task="listops")
         frozen = leaderboard(s, train_eigenvalues=False)
 
     task_means = {t: statistics.mean(v) for t, v in six.items()}
@@ -304,6 +307,8 @@ def test_lra_averages_with_and_without_pathx(sessions):
     # a task filter picks the rows; the averages of those groups are still over all their LRA tasks
     assert {r.task for r in ours(listops_only)} == {"listops"}
     assert average_of(listops_only).lra_average == pytest.approx(complete.lra_average, abs=1e-12)
+    assert average_of(sweep_and_task).lra_average == pytest.approx(complete.lra_average, abs=1e-12)
+    assert average_of(sweep_and_task, init="lin").tasks_present == no_pathx.tasks_present
     assert [a for a in frozen.averages if not a.is_baseline] == []
 
 
@@ -386,6 +391,10 @@ def test_labels_name_what_differs_and_are_unique(sessions):
                 add_trial(s, sweep, task, 0.5 + 0.01 * i, **fields)
         board = leaderboard(s)
         s5_only = leaderboard(s, layer="s5")
+        # two groups whose stored configs do not tell them apart (a config written by another version)
+        add_trial(s, sweep, "image", 0.5, init="real", key="a" * 64)
+        add_trial(s, sweep, "image", 0.6, init="real", key="b" * 64)
+        twins = leaderboard(s, task="image")
 
     labels = {r.group_key: r.label for r in ours(board, "listops")}
     assert len(set(labels.values())) == len(variants)
@@ -402,6 +411,10 @@ def test_labels_name_what_differs_and_are_unique(sessions):
         "s5 · legs · exp · trained · reparam_a=1 · d_state=64 · lr=0.003"
     )
     assert {a.label for a in board.averages if not a.is_baseline} == set(labels.values())
+    assert [r.label for r in ours(twins)] == [
+        "s4d · real · exp · trained · bbbbbbbb",
+        "s4d · real · exp · trained · aaaaaaaa",
+    ]
     # a field is named only where it differs among the groups shown
     assert [r.label for r in ours(s5_only)] == ["s5 · legs · exp · trained"] * 2
 
@@ -467,6 +480,8 @@ def test_the_board_is_json(sessions):
     assert first["is_baseline"] is False and first["source"] is None
     assert document["filters"]["task"] == "pathfinder"
     assert any(a["label"] == "S4D-Lin" for a in document["averages"])
+    # as a FastAPI response model would serialize it
+    assert json.loads(TypeAdapter(Leaderboard).dump_json(board)) == document
 
 
 def test_lra_tasks_are_the_data_package_s():

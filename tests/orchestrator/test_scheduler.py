@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 
 from orchestrator import store
 from orchestrator.db import transaction
+from orchestrator.leaderboard import leaderboard
 from orchestrator.models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
@@ -82,6 +83,13 @@ def test_a_grid_sweep_runs_to_completion_and_failures_do_not_stop_it(db_url, ses
             t.node_id
             for t in s.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.state == "completed"))
         )
+        # the results reached the leaderboard's running sums, and the sweep-filtered board agrees
+        everything = leaderboard(s, include_baselines=False)
+        this_sweep = leaderboard(s, sweep_id=sweep_id, include_baselines=False)
+        assert [(r.label, r.n_seeds, r.mean) for r in everything.rows] == [
+            (r.label, r.n_seeds, r.mean) for r in this_sweep.rows
+        ]
+        assert sorted(r.n_seeds for r in everything.rows) == [2, 2]  # seeds 0 and 1 completed per init
 
 
 def test_completed_configs_are_reused_not_rerun(db_url, sessions, tmp_path):
