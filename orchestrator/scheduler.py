@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import store
-from .db import insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
+from .db import as_utc, insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
 from .models import SchedulerLease, Sweep, Trial, utcnow
 from .search import SearchCoordinator
 from .settings import Settings
@@ -78,13 +78,20 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self.in_flight: dict[int, InFlight] = {}
         self.holds_lease = False
+        self._renew_lease_at = 0.0
         self._last_reconcile = 0.0
+        self._last_bookkeeping = 0.0
+        self._totals: tuple[float, dict[str, float]] = (0.0, {})
         self._remote = ray.remote(max_retries=0)(run_trial)
         self.search = SearchCoordinator(database_url)  # Optuna, for sweeps with a search block
 
     # --- the lease ------------------------------------------------------------------------------
     def acquire_lease(self) -> bool:
-        """Take or renew the lease; True while this scheduler is the one that acts."""
+        """Take or renew the lease; True while this scheduler is the one that acts.
+
+        A held lease is renewed once a third of its time has passed, not on every pass."""
+        if self.holds_lease and time.monotonic() < self._renew_lease_at:
+            return True
         now = utcnow()
         with transaction(self.sessions) as s:
             s.execute(
@@ -103,6 +110,7 @@ class Scheduler:
                 .values(holder=self.identity, expires_at=now + timedelta(seconds=self.settings.lease_seconds))
             ).rowcount
         self.holds_lease = taken == 1
+        self._renew_lease_at = time.monotonic() + self.settings.lease_seconds / 3
         return self.holds_lease
 
     def release_lease(self) -> None:
@@ -116,26 +124,35 @@ class Scheduler:
 
     # --- one pass -------------------------------------------------------------------------------
     def step(self) -> bool:
-        """One scheduling pass; False if another scheduler holds the lease."""
+        """One scheduling pass; False if another scheduler holds the lease (or nothing changed).
+
+        Returns True when a trial finished or started, so a caller loops again without sleeping."""
         if not self.acquire_lease():
             return False
-        self._collect()
+        finished = self._collect()
         self._cancel_cancelled()
-        if time.monotonic() - self._last_reconcile > min(5.0, self.settings.stale_after_seconds / 2):
+        now = time.monotonic()
+        if now - self._last_reconcile > min(5.0, self.settings.stale_after_seconds / 2):
             self._reconcile()
-            self._last_reconcile = time.monotonic()
-        if self.search is not None:
+            self._last_reconcile = now
+        # Sweep bookkeeping (search asks, closing, wall budgets) runs when something finished, and
+        # at least every half second for what changes without us (submissions, cancellations).
+        bookkeeping = finished or now - self._last_bookkeeping > 0.5
+        if bookkeeping and self.search is not None:
             with transaction(self.sessions) as s:
                 self.search.ask(s, self)
-        self._start_pending()
-        with transaction(self.sessions) as s:
-            store.close_finished_sweeps(s)
-            self._enforce_wall_budget(s)
-        return True
+        started = self._start_pending()
+        if bookkeeping:
+            with transaction(self.sessions) as s:
+                store.close_finished_sweeps(s)
+                self._enforce_wall_budget(s)
+            self._last_bookkeeping = now
+        return bool(finished or started)
 
-    def _collect(self) -> None:
+    def _collect(self) -> int:
+        """Record the Ray tasks that ended; returns how many."""
         if not self.in_flight:
-            return
+            return 0
         refs = [f.ref for f in self.in_flight.values()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         by_ref = {f.ref: f for f in self.in_flight.values()}
@@ -165,6 +182,7 @@ class Scheduler:
             if self.search is not None:
                 with transaction(self.sessions) as s:
                     self.search.tell(s, flight.trial_id)
+        return len(ready)
 
     def _cancel_cancelled(self) -> None:
         if not self.in_flight:
@@ -197,13 +215,21 @@ class Scheduler:
                 )
 
     def _capacity(self) -> tuple[float, float]:
-        total = ray.cluster_resources()
+        """Free CPUs and GPUs: the cluster's totals (re-read every 2 s: nodes join and leave) minus
+        what our in-flight trials asked for."""
+        read_at, totals = self._totals
+        if time.monotonic() - read_at > 2.0:
+            totals = ray.cluster_resources()
+            self._totals = (time.monotonic(), totals)
         used_cpus = sum(f.cpus for f in self.in_flight.values())
         used_gpus = sum(f.gpus for f in self.in_flight.values())
-        return total.get("CPU", 0.0) - used_cpus, total.get("GPU", 0.0) - used_gpus
+        return totals.get("CPU", 0.0) - used_cpus, totals.get("GPU", 0.0) - used_gpus
 
-    def _start_pending(self) -> None:
+    def _start_pending(self) -> int:
+        """Claim pending trials that fit (priority, then age) in one transaction and submit them."""
         free_cpus, free_gpus = self._capacity()
+        if free_cpus <= 1e-9 and free_gpus <= 1e-9:
+            return 0
         per_sweep: dict[int, int] = {}
         for flight in self.in_flight.values():
             per_sweep[flight.sweep_id] = per_sweep.get(flight.sweep_id, 0) + 1
@@ -215,19 +241,27 @@ class Scheduler:
                 .order_by(Sweep.priority.desc(), Trial.id)
                 .limit(max(1, math.ceil(free_cpus)) * 4 + 16)
             ).all()
+        chosen = []
         for trial_id, sweep_id, resources, max_concurrent in candidates:
             cpus, gpus = float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
             if cpus > free_cpus + 1e-9 or gpus > free_gpus + 1e-9:
                 continue
             if max_concurrent is not None and per_sweep.get(sweep_id, 0) >= max_concurrent:
                 continue
-            with transaction(self.sessions) as s:
-                attempt = store.claim(s, trial_id, worker=None)
-            if attempt is None:
+            chosen.append((trial_id, sweep_id, cpus, gpus))
+            per_sweep[sweep_id] = per_sweep.get(sweep_id, 0) + 1
+            free_cpus -= cpus
+            free_gpus -= gpus
+        if not chosen:
+            return 0
+        with transaction(self.sessions) as s:
+            attempts = {trial_id: store.claim(s, trial_id) for trial_id, *_ in chosen}
+        for trial_id, sweep_id, cpus, gpus in chosen:
+            attempt = attempts[trial_id]
+            if attempt is None:  # claimed meanwhile by someone else
                 continue
-            options = {"num_cpus": cpus, "num_gpus": gpus}
             hook = self.search.epoch_hook(sweep_id) if self.search is not None else None
-            ref = self._remote.options(**options).remote(
+            ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(
                 trial_id,
                 attempt,
                 self.database_url,
@@ -238,18 +272,15 @@ class Scheduler:
                 hook,
             )
             self.in_flight[trial_id] = InFlight(ref, trial_id, sweep_id, attempt, cpus, gpus)
-            per_sweep[sweep_id] = per_sweep.get(sweep_id, 0) + 1
-            free_cpus -= cpus
-            free_gpus -= gpus
+        return len(chosen)
 
     def _enforce_wall_budget(self, s) -> None:
+        """Cancel sweeps that ran past their budget.max_wall_seconds."""
         now = utcnow()
         for sweep in s.scalars(select(Sweep).where(Sweep.state.in_(("pending", "running")))):
             limit = (sweep.spec.get("budget") or {}).get("max_wall_seconds")
             if limit is None:
                 continue
-            from .db import as_utc
-
             if (now - as_utc(sweep.created_at)).total_seconds() > limit:
                 store.cancel_sweep(s, sweep.id)
 
@@ -266,7 +297,7 @@ class Scheduler:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                self.step()
+                busy = self.step()
                 counts = self._counts(sweep_ids)
             except (OperationalError, DBAPIError) as err:
                 # A lost connection (a restarted or terminated database backend): every write is
@@ -285,7 +316,8 @@ class Scheduler:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"sweeps {sweep_ids or 'all'} not finished after {timeout} s: {counts}")
-            time.sleep(self.poll_seconds)
+            if not busy:
+                time.sleep(self.poll_seconds)
 
     def _counts(self, sweep_ids) -> dict[str, int]:
         with self.sessions() as s:
