@@ -124,9 +124,8 @@ class Scheduler:
 
     # --- one pass -------------------------------------------------------------------------------
     def step(self) -> bool:
-        """One scheduling pass; False if another scheduler holds the lease (or nothing changed).
-
-        Returns True when a trial finished or started, so a caller loops again without sleeping."""
+        """One scheduling pass. Returns True when a trial finished or started (loop again at once),
+        False when nothing changed or another scheduler holds the lease (`holds_lease` says which)."""
         if not self.acquire_lease():
             return False
         finished = self._collect()

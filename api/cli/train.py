@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ssm.config import TrialConfig
-from ssm.train import CHECKPOINT_NAME, TrialResult
-
 from .common import console, fail, load_yaml_mapping, merge, parse_overrides, print_json
+
+if TYPE_CHECKING:
+    from ssm.config import TrialConfig
+    from ssm.train import TrialResult
 
 
 def train_command(
@@ -35,6 +36,9 @@ def train_command(
     ] = None,
 ) -> None:
     """Train one trial and print its result table (or its TrialResult with --json)."""
+    from ssm.config import TrialConfig  # torch: imported when a trial runs, not for --help
+    from ssm.train import CHECKPOINT_NAME
+
     raw = merge(load_yaml_mapping(config_path), parse_overrides(set_ or []))
     try:
         config = TrialConfig.model_validate(raw)

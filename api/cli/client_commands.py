@@ -1,0 +1,231 @@
+"""The service's client commands: `submit`, `status`, `cancel`, `trials`, `leaderboard`.
+
+Each talks to `--url` (default $SSMBENCH_API_URL, else http://127.0.0.1:8000) with `--token`
+(default $SSMBENCH_TOKEN; needed by submit and cancel), prints rich tables, or exactly one JSON
+document with `--json`. A server that does not answer: one line naming the URL, exit 1. An error
+answer: the server's message (with the field at fault), exit 2 for bad input, 1 for a server error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import console, fail, print_json
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Service URL (default $SSMBENCH_API_URL or http://127.0.0.1:8000)."),
+]
+TokenOption = Annotated[str | None, typer.Option("--token", help="API token (default $SSMBENCH_TOKEN).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+@contextmanager
+def connected(url: str | None, token: str | None) -> Iterator:
+    """A `Client`; its errors become one line on stderr and an exit code."""
+    from ..client import ApiError, Client, ServerUnreachable
+
+    client = Client(url, token)
+    try:
+        yield client
+    except ServerUnreachable as err:
+        fail(
+            f"cannot reach the ssmbench server at {err.url} ({err.reason}); start one with "
+            "`ssmbench serve`, or point --url / SSMBENCH_API_URL at a running one",
+            code=1,
+        )
+    except ApiError as err:
+        hint = ""
+        if err.status == 401:
+            hint = " (pass --token or set SSMBENCH_TOKEN; `ssmbench token create --name NAME` makes one)"
+        fail(f"{err}{hint}", code=1 if err.status >= 500 else 2)
+    finally:
+        client.close()
+
+
+def submit_command(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the sweep until it ends, then print its leaderboard.")
+    ] = False,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks.")] = 1.0,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Submit a sweep to the service; with --wait, show its progress and then its leaderboard."""
+    try:
+        text = spec_path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        fail(f"cannot read {spec_path}: {getattr(err, 'strerror', None) or err}")
+    from ..client import ApiError
+
+    with connected(url, token) as client:
+        try:
+            created = client.submit(text)
+        except ApiError as err:
+            if err.status in (400, 413, 415, 422):  # the spec's fault: say which file
+                fail(f"{spec_path}: {err}")
+            raise
+        if not wait:
+            if json_output:
+                print_json(created.model_dump(mode="json"))
+            else:
+                console.print(
+                    f"submitted sweep [bold]{created.id}[/] ({created.name}, {created.n_trials} trials); "
+                    f"follow it with `ssmbench status {created.id}`"
+                )
+            return
+        try:
+            sweep = (
+                client.wait(created.id, poll=poll)
+                if json_output
+                else _wait_with_progress(client, created, poll)
+            )
+        except KeyboardInterrupt:
+            fail(
+                f"stopped waiting; sweep {created.id} goes on in the service (`ssmbench status {created.id}`, "
+                f"`ssmbench cancel {created.id}`)",
+                code=130,
+            )
+        board = client.leaderboard(sweep=created.id)
+        if json_output:
+            print_json({"sweep": sweep.model_dump(mode="json"), "leaderboard": board.to_dict()})
+        else:
+            from .tables import leaderboard_table
+
+            console.print(f"sweep {sweep.id} {sweep.state}")
+            console.print(leaderboard_table(board))
+        if sweep.state != "completed":
+            raise typer.Exit(1)
+
+
+def _wait_with_progress(client, created, poll: float):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .tables import FINAL_TRIAL_STATES
+
+    columns = (
+        TextColumn(f"[bold]{created.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(created.name, total=created.n_trials, counts="")
+
+        def on_progress(sweep) -> None:
+            counts = sweep.trials_by_state
+            done = sum(n for state, n in counts.items() if state in FINAL_TRIAL_STATES)
+            shown = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+            progress.update(bar, completed=done, total=max(created.n_trials, sweep.n_trials), counts=shown)
+
+        return client.wait(created.id, poll=poll, on_progress=on_progress)
+
+
+def status_command(
+    sweep_id: Annotated[
+        int | None, typer.Argument(metavar="[ID]", help="A sweep id (default: list sweeps).")
+    ] = None,
+    state: Annotated[str | None, typer.Option("--state", help="List only sweeps in this state.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many sweeps to list, newest first.")] = 50,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """One sweep's state and trial counts, or the list of sweeps."""
+    from .tables import sweep_table, sweeps_table
+
+    with connected(url, token) as client:
+        if sweep_id is not None:
+            sweep = client.sweep(sweep_id)
+            if json_output:
+                print_json(sweep.model_dump(mode="json"))
+            else:
+                console.print(sweep_table(sweep))
+            return
+        page = client.sweeps(state=state, limit=limit)
+    if json_output:
+        print_json(page.model_dump(mode="json"))
+    else:
+        console.print(sweeps_table(page.items, page.total))
+
+
+def cancel_command(
+    sweep_id: Annotated[int, typer.Argument(metavar="ID", help="The sweep to cancel.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Cancel a sweep you submitted: pending trials at once, running ones at their next epoch."""
+    with connected(url, token) as client:
+        result = client.cancel(sweep_id)
+    if json_output:
+        print_json(result.model_dump(mode="json"))
+    else:
+        console.print(
+            f"sweep {result.id} {result.state}: {result.cancelled_trials} pending trial(s) cancelled"
+        )
+
+
+def trials_command(
+    sweep_id: Annotated[int, typer.Argument(metavar="ID", help="The sweep whose trials to list.")],
+    state: Annotated[str | None, typer.Option("--state", help="Only trials in this state.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """A sweep's trials: state, attempts, configuration, time, and the error of failed ones."""
+    from .tables import trials_table
+
+    with connected(url, token) as client:
+        trials = list(client.all_trials(sweep_id, state=state))
+    if json_output:
+        print_json(
+            {"sweep_id": sweep_id, "total": len(trials), "items": [t.model_dump(mode="json") for t in trials]}
+        )
+    else:
+        title = f"Trials of sweep {sweep_id}" + (f" ({state})" if state else "") + f": {len(trials)}"
+        console.print(trials_table(trials, title))
+
+
+def leaderboard_command(
+    task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
+    sweep: Annotated[int | None, typer.Option("--sweep", help="Only this sweep's results.")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help="Only this layer (s4, s4d, s5).")] = None,
+    init: Annotated[str | None, typer.Option("--init", help="Only this initialization.")] = None,
+    reparam: Annotated[str | None, typer.Option("--reparam", help="Only this reparameterization.")] = None,
+    train_eigenvalues: Annotated[
+        bool | None,
+        typer.Option("--trained/--frozen", help="Only trained (or frozen) eigenvalues.", show_default=False),
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Show the published baselines.")
+    ] = True,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The leaderboard from the service: the same table `ssmbench run` prints."""
+    from .tables import leaderboard_table
+
+    with connected(url, token) as client:
+        board = client.leaderboard(
+            sweep=sweep,
+            task=task,
+            layer=layer,
+            init=init,
+            reparam=reparam,
+            train_eigenvalues=train_eigenvalues,
+            include_baselines=baselines,
+        )
+    if json_output:
+        print_json(board.to_dict())
+    else:
+        console.print(leaderboard_table(board))

@@ -1,0 +1,122 @@
+"""`ssmbench run SPEC` (the embedded default: SQLite + a local Ray, no service) and `ssmbench db`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .common import console, fail, print_json
+
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+
+FINAL = ("completed", "failed", "pruned", "diverged", "cancelled")
+
+
+def _database_url(db: str | None) -> str:
+    from orchestrator.settings import Settings
+
+    return db or Settings().database_url
+
+
+def run_command(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL (default $SSMBENCH_DATABASE_URL or a SQLite file in the user data dir).",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only the leaderboard as JSON.")] = False,
+) -> None:
+    """Run a sweep here and now: SQLite + a local Ray (or RAY_ADDRESS), then print the leaderboard.
+
+    The embedded mode migrates its database itself; `ssmbench serve` refuses an unmigrated one.
+    """
+    from orchestrator.settings import Settings
+    from orchestrator.spec import SpecError, load_spec
+
+    settings = Settings()
+    url = _database_url(db)
+    try:
+        text = spec_path.read_text()
+    except OSError as err:
+        fail(f"cannot read {spec_path}: {err.strerror or err}")
+    try:
+        spec = load_spec(text, max_trials=settings.max_trials_per_sweep)
+    except SpecError as err:
+        fail(f"{spec_path}: {err}")
+
+    from orchestrator import store
+    from orchestrator.db import make_engine, session_factory, transaction, upgrade
+    from orchestrator.scheduler import Scheduler, connect_ray
+
+    upgrade(url)
+    sessions = session_factory(make_engine(url))
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(s, spec).id
+        reused = store.state_counts(s, sweep_id).get("completed", 0)
+    connect_ray()
+    scheduler = Scheduler(url, settings.model_copy(update={"database_url": url}))
+    try:
+        if json_output:
+            scheduler.run([sweep_id])
+        else:
+            if reused:
+                console.print(f"{reused} trial(s) reuse results already in the database")
+            _run_with_progress(scheduler, sweep_id, spec.name, spec.n_trials())
+    finally:
+        scheduler.close()
+    show_leaderboard(sessions, sweep_id, json_output)
+
+
+def _run_with_progress(scheduler, sweep_id: int, name: str, total: int) -> None:
+    columns = (
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(name, total=total, counts="")
+
+        def on_progress(counts: dict[str, int]) -> None:
+            done = sum(n for state, n in counts.items() if state in FINAL)
+            shown = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+            progress.update(bar, completed=done, total=max(total, sum(counts.values())), counts=shown)
+
+        scheduler.run([sweep_id], on_progress=on_progress)
+
+
+def show_leaderboard(sessions, sweep_id: int, json_output: bool) -> None:
+    from orchestrator.leaderboard import leaderboard
+
+    from .tables import leaderboard_table
+
+    with sessions() as s:
+        board = leaderboard(s, sweep_id=sweep_id)
+    if json_output:
+        print_json(board.to_dict())
+    else:
+        console.print(leaderboard_table(board))
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
+    ] = None,
+) -> None:
+    """Create or migrate the database to the current schema."""
+    from orchestrator.db import head_revision, upgrade
+
+    url = _database_url(db)
+    try:
+        upgrade(url)
+    except Exception as err:  # unreachable server, bad URL, permissions: one line, not a traceback
+        fail(f"cannot upgrade {url}: {type(err).__name__}: {str(err).splitlines()[0]}", code=1)
+    console.print(f"database at revision {head_revision()}")

@@ -1,0 +1,96 @@
+"""`ssmbench serve`: the HTTP service (uvicorn), with the scheduler inside unless `--no-scheduler`."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from .common import err_console, fail
+
+# Test-only: `module:function` of a fake trainer (the signature of `ssm.train.train`) that this
+# service's scheduler uses instead of training — the end-to-end tests of the API set it so that a
+# sweep finishes in seconds. The module must be importable by the service (PYTHONPATH); it is also
+# pickled by value to the Ray workers. Not for users: results trained by a fake are stored as real.
+FAKE_TRAINER_ENV = "SSMBENCH_FAKE_TRAINER"
+
+
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler",
+            help="Serve the API only (a replica); another replica or `ssmbench run` schedules.",
+        ),
+    ] = False,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
+    ] = None,
+    num_cpus: Annotated[
+        int | None,
+        typer.Option(
+            "--num-cpus",
+            min=1,
+            help="CPUs of the local Ray the scheduler starts (default: all; $SSMBENCH_RAY_NUM_CPUS).",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+) -> None:
+    """Run the ssmbench service: REST under /api/v1, docs at /docs, Prometheus text at /metrics.
+
+    The database must be migrated first (`ssmbench db upgrade`). Replicas may share one database:
+    the scheduler lease lets one schedule at a time.
+    """
+    import uvicorn
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from orchestrator.db import DatabaseNotMigrated
+
+    from ..app import create_app
+    from ..deps import ServiceSettings
+
+    overrides: dict[str, Any] = {}
+    if db is not None:
+        overrides["database_url"] = db
+    if no_scheduler:
+        overrides["scheduler"] = False
+    if num_cpus is not None:
+        overrides["ray_num_cpus"] = num_cpus
+    try:
+        settings = ServiceSettings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        fail(f"SSMBENCH_{str(first['loc'][0]).upper()}: {first['msg']}")
+    train_fn = _fake_trainer() if settings.scheduler else None
+    try:
+        app = create_app(settings, train_fn=train_fn)
+    except DatabaseNotMigrated as err:
+        fail(str(err), code=1)
+    except ArgumentError as err:
+        fail(f"database URL {settings.database_url!r}: {err}")
+    except SQLAlchemyError as err:
+        fail(f"cannot reach the database {settings.database_url}: {str(err).splitlines()[0]}", code=1)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+def _fake_trainer() -> Callable[..., Any] | None:
+    target = os.environ.get(FAKE_TRAINER_ENV)
+    if not target:
+        return None
+    module_name, _, function_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        function = getattr(module, function_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        fail(f"{FAKE_TRAINER_ENV}={target}: {err}")
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)  # Ray workers need not import it
+    err_console.print(f"[yellow]test mode:[/] trials run the fake trainer {target}", highlight=False)
+    return function

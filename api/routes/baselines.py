@@ -1,0 +1,24 @@
+"""Published baselines (REFERENCE.md §7): the reference rows of the leaderboard."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from orchestrator.models import Baseline
+
+from ..deps import API_PREFIX, ReadAccess, SessionDep
+from ..errors import error_responses
+from ..schemas import BaselineOut
+
+router = APIRouter(prefix=f"{API_PREFIX}/baselines", tags=["leaderboard"], dependencies=[ReadAccess])
+
+
+@router.get(
+    "", response_model=list[BaselineOut], summary="List published baselines", responses=error_responses(401)
+)
+def get_baselines(session: SessionDep) -> list[BaselineOut]:
+    """Published test accuracies (percent) per model and LRA task, with their source."""
+    # orchestrator.queries has no baseline query yet: this one select is the whole of it.
+    baselines = session.scalars(select(Baseline).order_by(Baseline.model, Baseline.task))
+    return [BaselineOut.model_validate(b, from_attributes=True) for b in baselines]

@@ -1,0 +1,255 @@
+"""Sweeps: submit (JSON or YAML), list, get with progress, cancel, and list a sweep's trials."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy.exc import DataError
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator import store
+from orchestrator.cluster import check_resources
+from orchestrator.db import transaction
+from orchestrator.models import Sweep
+from orchestrator.queries import list_sweeps, list_trials, sweep_summary
+from orchestrator.search import validate_search
+from orchestrator.spec import SpecError, SweepSpec, load_spec, validate_spec
+
+from ..deps import API_PREFIX, MAX_ID, OwnerDep, ReadAccess, SessionDep, SettingsDep, page_limit
+from ..errors import ServiceError, error_responses, not_found
+from ..schemas import (
+    CancelResult,
+    SweepCreated,
+    SweepDetail,
+    SweepPage,
+    SweepState,
+    TrialPage,
+    TrialState,
+    TrialSummary,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/sweeps", tags=["sweeps"])
+
+JSON_TYPES = ("application/json",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+QUICKSTART_YAML = """\
+name: quickstart
+tasks: [delay, {name: listops, max_len: 256, n_train: 2000}]
+model: {layer: s4d, init: [inv, lin], reparam: [exp, best], train_eigenvalues: [true, false],
+        d_model: 32, d_state: 16, n_layers: 2}
+optim: {lr: 3.0e-3, epochs: 3, batch_size: 32}
+seeds: [0, 1]
+"""
+SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="the sweep's id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
+Limit = Annotated[int, Query(ge=1, description="items per page (at most the service's max page size)")]
+
+# The request body is read by hand (JSON or YAML); this documents it. The SweepSpec schema itself is
+# added to the OpenAPI components by `api.app`.
+_SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A sweep spec (DESIGN.md): a JSON object, or the YAML text of a spec file.",
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/SweepSpec"},
+                "example": yaml.safe_load(QUICKSTART_YAML),
+            },
+            "application/yaml": {"schema": {"type": "string"}, "example": QUICKSTART_YAML},
+        },
+    }
+}
+
+
+def parse_spec(
+    body: bytes, content_type: str, max_trials: int, nodes: list[dict[str, Any]] | None = None
+) -> SweepSpec:
+    """The validated spec from a request body; ServiceError 415/422 naming the key path otherwise.
+
+    With the cluster's `nodes` (a replica that runs the scheduler knows them), a spec whose trials
+    fit on no node is refused too (`resources`); an API-only replica cannot check that."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in JSON_TYPES + YAML_TYPES:
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            f"send the spec as application/json or application/yaml, not {media_type or 'no content type'}",
+            "Content-Type",
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ServiceError(422, "invalid_spec", f"the body is not UTF-8 text: {err.reason}") from None
+    try:
+        if media_type in JSON_TYPES:
+            try:
+                data: Any = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise SpecError(
+                    f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+                ) from None
+            spec = validate_spec(data, max_trials=max_trials)
+            validate_search(spec)
+        else:
+            spec = load_spec(text, max_trials=max_trials)
+            validate_search(spec, root=yaml.compose(text))
+        if nodes is not None:
+            check_resources(spec, nodes)
+    except SpecError as err:
+        # An empty path with the limit's wording is the trials-per-sweep limit (orchestrator.spec).
+        code = "too_many_trials" if not err.path and "more than the limit" in err.message else "invalid_spec"
+        line = f" (line {err.line})" if err.line else ""
+        raise ServiceError(422, code, f"{err.message}{line}", err.path or None) from None
+    except (ValueError, TypeError, RecursionError) as err:  # nothing should get here; never a 500
+        raise ServiceError(422, "invalid_spec", f"the spec cannot be read: {err}") from None
+    return spec
+
+
+def planned_trials(spec: SweepSpec) -> int:
+    total = spec.n_trials()
+    if spec.search is not None and spec.budget.max_trials is not None:
+        total = min(total, spec.budget.max_trials)
+    return total
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=SweepCreated,
+    summary="Submit a sweep",
+    responses=error_responses(401, 413, 415),
+    openapi_extra=_SPEC_BODY,
+)
+async def submit_sweep(
+    request: Request, response: Response, owner: OwnerDep, settings: SettingsDep
+) -> SweepCreated:
+    """Validate a sweep spec and store the sweep with its trials as pending; the scheduler runs them.
+
+    The body is the spec as JSON (`Content-Type: application/json`) or the YAML text of a spec file
+    (`Content-Type: application/yaml`). Errors name the spec's key path in `field` (and, for YAML,
+    the line). A trial whose configuration already has a completed result reuses it.
+    """
+    body = await request.body()
+    content_type = request.headers.get("content-type", "")
+    # Parsing plans the whole grid (up to max_trials_per_sweep configs): off the event loop.
+    state = request.app.state
+    created = await run_in_threadpool(
+        _store_sweep,
+        state.sessions,
+        body,
+        content_type,
+        settings.max_trials_per_sweep,
+        owner,
+        state.cluster_nodes(),
+    )
+    request.app.state.metrics.sweeps_submitted.inc()
+    response.headers["Location"] = f"{request.url.path}/{created.id}"
+    return created
+
+
+def _store_sweep(sessions, body, content_type, max_trials, owner, nodes) -> SweepCreated:
+    spec = parse_spec(body, content_type, max_trials, nodes)
+    try:
+        with transaction(sessions) as session:
+            sweep = store.create_sweep(session, spec, owner=owner)
+            return SweepCreated(
+                id=sweep.id, name=sweep.name, state=sweep.state, n_trials=planned_trials(spec)
+            )
+    except (DataError, OverflowError) as err:  # e.g. a seed beyond the database's integers
+        message = str(err).splitlines()[0]
+        raise ServiceError(422, "invalid_spec", f"a value does not fit the database: {message}") from None
+
+
+@router.get(
+    "",
+    response_model=SweepPage,
+    summary="List sweeps",
+    dependencies=[ReadAccess],
+    responses=error_responses(401),
+)
+def get_sweeps(
+    session: SessionDep,
+    settings: SettingsDep,
+    state: Annotated[SweepState | None, Query(description="only sweeps in this state")] = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> SweepPage:
+    """Sweeps, newest first, with their progress."""
+    limit = page_limit(settings, limit)
+    sweeps, total = list_sweeps(session, state=state, offset=offset, limit=limit)
+    items = [sweep_summary(session, sweep) for sweep in sweeps]
+    return SweepPage.model_validate({"items": items, "total": total, "offset": offset, "limit": limit})
+
+
+def _sweep_or_404(session, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise not_found("sweep", sweep_id, "sweep_id")
+    return sweep
+
+
+@router.get(
+    "/{sweep_id}",
+    response_model=SweepDetail,
+    summary="Get a sweep",
+    dependencies=[ReadAccess],
+    responses=error_responses(401, 404),
+)
+def get_sweep(session: SessionDep, sweep_id: SweepId) -> SweepDetail:
+    """A sweep with its trial counts by state, its progress and its spec."""
+    sweep = _sweep_or_404(session, sweep_id)
+    return SweepDetail.model_validate({**sweep_summary(session, sweep), "spec": sweep.spec})
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    response_model=CancelResult,
+    summary="Cancel a sweep",
+    responses=error_responses(401, 403, 404, 409),
+)
+def cancel_sweep(session: SessionDep, owner: OwnerDep, sweep_id: SweepId) -> CancelResult:
+    """Cancel a sweep: its pending trials at once, its running ones at their next epoch.
+
+    Only the sweep's owner (the token that submitted it) may cancel it; a sweep submitted without a
+    token (`ssmbench run`) may be cancelled by any valid token. Cancelling a cancelled sweep again
+    changes nothing; a completed sweep answers 409.
+    """
+    sweep = _sweep_or_404(session, sweep_id)
+    if sweep.owner is not None and sweep.owner != owner:
+        raise ServiceError(
+            403,
+            "forbidden",
+            f"sweep {sweep_id} belongs to {sweep.owner}; only its owner can cancel it",
+            "sweep_id",
+        )
+    if sweep.state == "completed":
+        raise ServiceError(409, "sweep_finished", f"sweep {sweep_id} is completed already", "sweep_id")
+    cancelled = store.cancel_sweep(session, sweep_id)
+    session.commit()
+    return CancelResult.model_validate({**sweep_summary(session, sweep), "cancelled_trials": cancelled})
+
+
+@router.get(
+    "/{sweep_id}/trials",
+    response_model=TrialPage,
+    summary="List a sweep's trials",
+    dependencies=[ReadAccess],
+    responses=error_responses(401, 404),
+)
+def get_sweep_trials(
+    session: SessionDep,
+    settings: SettingsDep,
+    sweep_id: SweepId,
+    state: Annotated[TrialState | None, Query(description="only trials in this state")] = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> TrialPage:
+    """A sweep's trials in planning order."""
+    limit = page_limit(settings, limit)
+    _sweep_or_404(session, sweep_id)
+    trials, total = list_trials(session, sweep_id, state=state, offset=offset, limit=limit)
+    items = [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
+    return TrialPage(items=items, total=total, offset=offset, limit=limit)

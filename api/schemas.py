@@ -1,0 +1,383 @@
+"""The service's request and response bodies (pydantic), shared by the routes and `api.client`.
+
+Kept free of `ssm` and `orchestrator.spec` imports so that the client stays light; the sweep spec's
+own schema (`orchestrator.spec.SweepSpec`) is attached to the OpenAPI document by `api.routes.sweeps`.
+Times are UTC (ISO 8601); metrics are fractions (accuracy 0.873), except the published baselines,
+which are in percent as papers print them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from orchestrator.models import SWEEP_STATES, TRIAL_STATES
+
+SweepState = Literal[SWEEP_STATES]  # type: ignore[valid-type]
+TrialState = Literal[TRIAL_STATES]  # type: ignore[valid-type]
+
+_WHEN = "2026-11-23T10:15:00Z"
+
+
+def _utc(moment: datetime) -> datetime:
+    """Every stored time is UTC; SQLite hands them back without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="a stable, machine-readable reason, e.g. `invalid_spec`, `sweep_not_found`")
+    message: str = Field(description="what is wrong, for a human")
+    field: str | None = Field(
+        description="the key path, parameter or header at fault (`model.init[1]`, `limit`), or null"
+    )
+
+
+class ErrorResponse(BaseModel):
+    model_config = _examples(
+        {
+            "error": {
+                "code": "invalid_spec",
+                "message": "unknown field; valid: layer, init, …",
+                "field": "model.inits",
+            }
+        }
+    )
+
+    error: ErrorDetail
+
+
+# --- sweeps -------------------------------------------------------------------------------------------
+
+
+class SweepCreated(BaseModel):
+    model_config = _examples({"id": 3, "name": "quickstart", "state": "pending", "n_trials": 32})
+
+    id: int
+    name: str
+    state: SweepState
+    n_trials: int = Field(description="trials planned (a search sweep: its trial budget)")
+
+
+_SWEEP = {
+    "id": 3,
+    "name": "quickstart",
+    "state": "running",
+    "owner": "alice",
+    "n_trials": 32,
+    "trials_by_state": {"completed": 20, "running": 2, "pending": 10},
+    "progress": 0.625,
+    "created_at": _WHEN,
+    "finished_at": None,
+}
+
+
+class SweepSummary(BaseModel):
+    model_config = _examples(_SWEEP)
+
+    id: int
+    name: str
+    state: SweepState
+    owner: str | None = Field(description="the name of the token that submitted it (null: submitted locally)")
+    n_trials: int = Field(description="trials stored so far")
+    trials_by_state: dict[str, int]
+    progress: float = Field(ge=0, le=1, description="fraction of the stored trials in a final state")
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
+
+
+class SweepDetail(SweepSummary):
+    model_config = _examples(
+        {
+            **_SWEEP,
+            "spec": {"name": "quickstart", "tasks": [{"name": "delay", "options": {}}], "seeds": [0, 1]},
+        }
+    )
+
+    spec: dict[str, Any] = Field(description="the validated sweep spec, with defaults filled in")
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummary]
+    total: int = Field(description="sweeps matching the filter, over all pages")
+    offset: int
+    limit: int
+
+
+class CancelResult(SweepSummary):
+    model_config = _examples(
+        {
+            **_SWEEP,
+            "state": "cancelled",
+            "trials_by_state": {"completed": 20, "running": 2, "cancelled": 10},
+            "finished_at": _WHEN,
+            "cancelled_trials": 10,
+        }
+    )
+
+    cancelled_trials: int = Field(
+        description="pending trials cancelled now (running ones stop at their next epoch)"
+    )
+
+
+# --- trials -------------------------------------------------------------------------------------------
+
+
+_TRIAL = {
+    "id": 41,
+    "sweep_id": 3,
+    "number": 0,
+    "state": "completed",
+    "attempt": 1,
+    "task": "listops",
+    "layer": "s4d",
+    "init": "inv",
+    "reparam": "exp",
+    "train_eigenvalues": True,
+    "seed": 0,
+    "config_hash": "5f1c…",
+    "reused_from": None,
+    "error": None,
+    "created_at": _WHEN,
+    "started_at": _WHEN,
+    "finished_at": _WHEN,
+}
+
+
+class TrialSummary(BaseModel):
+    model_config = _examples(_TRIAL)
+
+    id: int
+    sweep_id: int
+    number: int = Field(description="position within the sweep")
+    state: TrialState
+    attempt: int = Field(description="how many times the trial was started")
+    task: str
+    layer: str
+    init: str
+    reparam: str
+    train_eigenvalues: bool
+    seed: int
+    config_hash: str
+    reused_from: int | None = Field(description="the trial whose completed result this one reuses")
+    error: str | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+
+class TrialPage(BaseModel):
+    items: list[TrialSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+class TrialResultOut(BaseModel):
+    status: str
+    metric: str = Field(description="`accuracy` or `r2`")
+    best_epoch: int | None
+    val_metric: float | None
+    test_metric: float | None = Field(description="the test metric at the best validation epoch")
+
+
+class TrialDetail(TrialSummary):
+    model_config = _examples(
+        {
+            **_TRIAL,
+            "config": {"task": {"name": "listops", "options": {}}, "model": {"layer": "s4d"}, "seed": 0},
+            "node_id": "5e1f…",
+            "worker": "node-1:4242",
+            "optuna_trial": None,
+            "result": {
+                "status": "completed",
+                "metric": "accuracy",
+                "best_epoch": 2,
+                "val_metric": 0.6,
+                "test_metric": 0.59,
+            },
+        }
+    )
+
+    config: dict[str, Any] = Field(description="the TrialConfig (task, model, optim, seed, diagnostics)")
+    node_id: str | None
+    worker: str | None
+    optuna_trial: int | None
+    result: TrialResultOut | None
+
+
+class EpochMetricOut(BaseModel):
+    """One epoch of one attempt: the `on_epoch` dict (loss, val_metric, seconds, tokens_per_s, …)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    attempt: int
+    epoch: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_metric: float | None = None
+
+
+class TrialMetrics(BaseModel):
+    model_config = _examples(
+        {
+            "trial_id": 41,
+            "epochs": [{"attempt": 1, "epoch": 0, "train_loss": 1.2, "val_loss": 1.1, "val_metric": 0.41}],
+        }
+    )
+
+    trial_id: int
+    epochs: list[EpochMetricOut]
+
+
+# --- leaderboard --------------------------------------------------------------------------------------
+
+
+class LeaderboardRowOut(BaseModel):
+    """`orchestrator.leaderboard.LeaderboardRow`: one task × configuration group, or a baseline."""
+
+    task: str
+    label: str
+    mean: float | None = Field(description="mean test metric over seeds, a fraction")
+    std: float | None = Field(description="sample std over seeds (null with one seed)")
+    n_seeds: int | None
+    rank: int | None = Field(description="1 for the best mean within the task (baselines: null)")
+    metric: str
+    group_key: str | None
+    layer: str | None
+    init: str | None
+    reparam: str | None
+    train_eigenvalues: bool | None
+    sweep_ids: list[int]
+    is_baseline: bool
+    source: str | None = Field(description="the paper and table of a baseline")
+
+
+class AverageRowOut(BaseModel):
+    """`orchestrator.leaderboard.AverageRow`: a configuration group's LRA average, or a baseline's."""
+
+    label: str
+    lra_average: float | None
+    lra_average_without_pathx: float | None
+    tasks_present: list[str]
+    group_key: str | None
+    is_baseline: bool
+    source: str | None
+
+
+class LeaderboardFilters(BaseModel):
+    sweep_id: int | None
+    task: str | None
+    layer: str | None
+    init: str | None
+    reparam: str | None
+    train_eigenvalues: bool | None
+    include_baselines: bool
+
+
+class LeaderboardOut(BaseModel):
+    model_config = _examples(
+        {
+            "rows": [
+                {
+                    "task": "listops",
+                    "label": "s4d · inv · exp · trained",
+                    "mean": 0.5912,
+                    "std": 0.004,
+                    "n_seeds": 3,
+                    "rank": 1,
+                    "metric": "accuracy",
+                    "group_key": "9c0e…",
+                    "layer": "s4d",
+                    "init": "inv",
+                    "reparam": "exp",
+                    "train_eigenvalues": True,
+                    "sweep_ids": [3],
+                    "is_baseline": False,
+                    "source": None,
+                }
+            ],
+            "averages": [],
+            "filters": {
+                "sweep_id": 3,
+                "task": None,
+                "layer": None,
+                "init": None,
+                "reparam": None,
+                "train_eigenvalues": None,
+                "include_baselines": True,
+            },
+        }
+    )
+
+    rows: list[LeaderboardRowOut]
+    averages: list[AverageRowOut]
+    filters: LeaderboardFilters
+
+
+class BaselineOut(BaseModel):
+    model_config = _examples(
+        {"model": "S4D-LegS", "task": "listops", "test_accuracy": 60.47, "source": "Gu et al. 2022, Table 2"}
+    )
+
+    model: str
+    task: str = Field(description="an LRA task, or `average` for the paper's own average")
+    test_accuracy: float | None = Field(description="percent; null: the model failed the task (chance)")
+    source: str
+
+
+# --- health -------------------------------------------------------------------------------------------
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str
+
+
+class SchedulerHealth(BaseModel):
+    enabled: bool = Field(description="false on an API-only replica (`ssmbench serve --no-scheduler`)")
+    state: Literal["disabled", "starting", "active", "standby", "error", "stopped"] = Field(
+        description="active: holds the lease and schedules; standby: another replica holds it"
+    )
+    holds_lease: bool
+    in_flight: int = Field(description="trials this replica runs now")
+    last_step_at: UtcDatetime | None
+    last_error: str | None
+
+
+class Health(BaseModel):
+    model_config = _examples(
+        {
+            "status": "ok",
+            "version": "0.1.0",
+            "database": {"ok": True, "detail": "postgresql"},
+            "ray": {"ok": True, "detail": "connected: 2 CPU, 0 GPU"},
+            "scheduler": {
+                "enabled": True,
+                "state": "active",
+                "holds_lease": True,
+                "in_flight": 2,
+                "last_step_at": _WHEN,
+                "last_error": None,
+            },
+        }
+    )
+
+    status: Literal["ok", "degraded"] = Field(
+        description="ok: the database answers and, where the scheduler runs, Ray does too"
+    )
+    version: str
+    database: ComponentHealth
+    ray: ComponentHealth
+    scheduler: SchedulerHealth
