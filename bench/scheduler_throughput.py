@@ -32,7 +32,12 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def noop_train(config, on_epoch=None, checkpoint_dir=None, data_dir=None):
     return TrialResult(
-        status="completed", config_hash=config.hash(), metric="accuracy", best_epoch=0, val_metric=0.5, test_metric=0.5
+        status="completed",
+        config_hash=config.hash(),
+        metric="accuracy",
+        best_epoch=0,
+        val_metric=0.5,
+        test_metric=0.5,
     )
 
 
@@ -55,7 +60,9 @@ def through_ssmbench(n: int, cpus: float, url: str, workdir: Path) -> float:
     scheduler = Scheduler(url, settings, train_fn=noop_train, poll_seconds=0.01)
     # Warm-up: Ray starts a worker process per concurrent slot, and each imports torch and ssm once
     # (seconds). Measured below is the steady state, as in any sweep longer than its first trials.
-    warmup = load_spec(f"name: warmup\ntasks: [delay]\nseeds: {list(range(1000, 1032))}\nresources: {{cpus: {cpus}}}\n")
+    warmup = load_spec(
+        f"name: warmup\ntasks: [delay]\nseeds: {list(range(1000, 1032))}\nresources: {{cpus: {cpus}}}\n"
+    )
     with transaction(sessions) as s:
         warmup_id = store.create_sweep(s, warmup).id
     scheduler.run([warmup_id], timeout=600)
@@ -119,7 +126,9 @@ def main() -> None:
     tune_rate = ray_tune(min(args.trials, 50), args.cpus_per_trial)
     ray.shutdown()
 
-    print(f"no-op trials, {args.trials} of them, {args.cpus_per_trial} CPU each, {os.cpu_count()} CPUs, {args.db}")
+    print(
+        f"no-op trials, {args.trials} of them, {args.cpus_per_trial} CPU each, {os.cpu_count()} CPUs, {args.db}"
+    )
     print(f"{'path':<44} {'trials/s':>10} {'vs ssmbench':>12}")
     print(f"{'ssmbench (plan → DB → Ray → worker → DB)':<44} {ours:>10.1f} {1.0:>12.2f}")
     print(f"{'bare Ray tasks':<44} {bare:>10.1f} {bare / ours:>12.2f}")
@@ -128,7 +137,9 @@ def main() -> None:
     else:
         print(f"{'Ray Tune (no-op trainable)':<44} {tune_rate:>10.1f} {tune_rate / ours:>12.2f}")
     print(f"scheduling overhead per trial over bare Ray: {1000 * (1 / ours - 1 / bare):.1f} ms")
-    print(f"target ≥ 20 no-op trials/s through the whole path: {'met' if ours >= 20 else 'NOT met'} ({ours:.1f}/s)")
+    print(
+        f"target ≥ 20 no-op trials/s through the whole path: {'met' if ours >= 20 else 'NOT met'} ({ours:.1f}/s)"
+    )
 
 
 if __name__ == "__main__":

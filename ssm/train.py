@@ -159,7 +159,12 @@ def train(
             from ssm import diagnostics
 
             result.diagnostics["fourier"] = diagnostics.fourier_noise_robustness(
-                model, task, fourier.frequencies, fourier.amplitude, batch_size=opt.batch_size, seed=config.seed
+                model,
+                task,
+                fourier.frequencies,
+                fourier.amplitude,
+                batch_size=opt.batch_size,
+                seed=config.seed,
             )
         best_val = state["best"]["val"]
         result.best_epoch = state["best"]["epoch"]

@@ -132,13 +132,22 @@ def test_count_parameters_counts_frozen_eigenvalues_and_dt():
 
 def test_diagnostics_are_reported_per_epoch_and_fourier_at_the_end():
     config = tiny_config(
-        diagnostics={"every": 1, "memory_max_lag": 32, "fourier": {"frequencies": [0.1, 0.4], "amplitude": 0.5}},
+        diagnostics={
+            "every": 1,
+            "memory_max_lag": 32,
+            "fourier": {"frequencies": [0.1, 0.4], "amplitude": 0.5},
+        },
         optim={"epochs": 2, "batch_size": 32},
     )
     seen = []
     result = train(config, on_epoch=seen.append)
     for m in seen:
-        assert {"grad_over_weight_mean", "eigenvalue_drift_mean", "memory_capacity", "diagnostics_fraction"} <= set(m)
+        assert {
+            "grad_over_weight_mean",
+            "eigenvalue_drift_mean",
+            "memory_capacity",
+            "diagnostics_fraction",
+        } <= set(m)
         assert len(m["memory_capacity"]) == config.model.n_layers
         assert m["eigenvalue_drift_mean"] > 0  # trained eigenvalues moved
     frequencies = [row["frequency"] for row in result.diagnostics["fourier"]]
