@@ -19,14 +19,14 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, func, select, text
+from postgres import postgres_schema, require_postgres  # tests/postgres.py
+from sqlalchemy import func, select, text
 
 from api.app import create_app
 from api.deps import ServiceSettings
@@ -38,7 +38,6 @@ from orchestrator.tokens import create_token
 from ssm.config import TrialConfig
 from ssm.train import TrialResult
 
-PG_BASE = os.environ.get("SSMBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 HERE = Path(__file__).resolve().parent
 KEPT_TABLES = ("baselines", "ssmbench_alembic_version")
 CLI = [sys.executable, "-c", "from api.cli import app; app()"]  # the `ssmbench` script, whatever the venv
@@ -53,48 +52,6 @@ def run_cli(
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
-def pg_unavailable() -> str | None:
-    try:
-        engine = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        engine.dispose()
-    except Exception as err:  # any failure to connect means: no server here
-        return f"PostgreSQL not reachable at {PG_BASE}: {type(err).__name__}: {err}".splitlines()[0]
-    return None
-
-
-def skip_without_pg() -> None:
-    reason = pg_unavailable()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def pg_schema_url(schema: str) -> str:
-    # application_name marks the connections as this test's
-    return f"{PG_BASE}?options=-csearch_path%3D{schema}&application_name={schema}"
-
-
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    """A new, migrated PostgreSQL schema (and its Optuna sibling) dropped afterwards; yields its URL."""
-    schema = f"api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_BASE)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        url = pg_schema_url(schema)
-        upgrade(url)
-        yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema}_optuna CASCADE"))
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("template") / "ssmbench.db"
@@ -104,8 +61,8 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_session_url() -> Iterator[str]:
-    skip_without_pg()
-    with pg_schema() as url:
+    require_postgres()
+    with postgres_schema("api") as url:
         yield url
 
 

@@ -13,18 +13,17 @@ from conftest import (
     ServeProcess,
     check_every_trial_ran_once,
     local_boards,
-    pg_schema,
-    skip_without_pg,
     stop_and_check_shutdown,
 )
+from postgres import postgres_schema, require_postgres  # tests/postgres.py
 from typer.testing import CliRunner
 
 from api.cli import app as cli_app
 
 
 def test_two_replicas_on_postgresql_run_every_trial_once(tmp_path):
-    skip_without_pg()
-    with pg_schema() as url:
+    require_postgres()
+    with postgres_schema("api") as url:
         replicas = [ServeProcess(url, tmp_path / f"replica-{i}.log") for i in range(2)]
         try:
             states = [

@@ -7,41 +7,13 @@ it), where they fail.
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
-
-PG_BASE = os.environ.get("SSMBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _unreachable() -> str | None:
-    try:
-        engine = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        engine.dispose()
-    except Exception as err:  # any failure to connect means: no server here
-        return f"PostgreSQL not reachable at {PG_BASE}: {type(err).__name__}: {err}".splitlines()[0]
-    return None
+from postgres import postgres_schema, require_postgres  # tests/postgres.py
 
 
 @pytest.fixture
 def pg_url():
     """The URL of an empty schema of its own (search_path set through the URL's `options`)."""
-    reason = _unreachable()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_BASE)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}&application_name={schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    require_postgres()
+    with postgres_schema("e2e", migrate=False) as url:
+        yield url

@@ -7,26 +7,10 @@ PostgreSQL half is skipped with the reason — in CI it must answer (.ci/run sta
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
+from postgres import postgres_schema, require_postgres  # tests/postgres.py
 
 from orchestrator.db import make_engine, session_factory, upgrade
-
-PG_BASE = os.environ.get("SSMBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _pg_available() -> str | None:
-    try:
-        engine = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        engine.dispose()
-    except Exception as err:  # any failure to connect means: no server here
-        return f"PostgreSQL not reachable at {PG_BASE}: {type(err).__name__}: {err}".splitlines()[0]
-    return None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -37,24 +21,9 @@ def db_url(request, tmp_path):
         upgrade(url)
         yield url
         return
-    reason = _pg_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_BASE)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    # application_name marks this test's connections, so a fault test can terminate only its own
-    url = f"{PG_BASE}?options=-csearch_path%3D{schema}&application_name={schema}"
-    upgrade(url)
-    try:
+    require_postgres()
+    with postgres_schema("t") as url:
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture
