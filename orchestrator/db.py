@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,13 @@ def make_engine(url: str) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@functools.lru_cache(maxsize=4)
+def process_sessions(database_url: str) -> sessionmaker[Session]:
+    """The session factory of this process for `database_url`: one engine (one connection pool) per
+    process, shared by everything a Ray worker runs — the trial's writes and the search's hook."""
+    return session_factory(make_engine(database_url))
 
 
 @contextmanager

@@ -87,6 +87,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ssm.config import ModelConfig, OptimConfig, TrialConfig
 
 from . import store
+from .db import process_sessions
 from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
 from .spec import SearchSpec, SpecError, SweepSpec, make_trial_config
 
@@ -897,13 +898,6 @@ def objective_value(
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_sessions(database_url: str) -> sessionmaker[Session]:
-    from .db import make_engine, session_factory
-
-    return session_factory(make_engine(database_url))
-
-
-@functools.lru_cache(maxsize=4)
 def _worker_storage(storage_url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(
         storage_url, engine_kwargs=_engine_kwargs(storage_url), skip_table_creation=True
@@ -958,7 +952,7 @@ class EpochHook:
     def _locate(self, trial_id: int) -> tuple[optuna.Study, int] | None:
         cache_key = (self.database_url, trial_id)
         if cache_key not in _WORKER_TRIALS:
-            with _worker_sessions(self.database_url)() as s:
+            with process_sessions(self.database_url)() as s:
                 row = s.execute(select(Trial.config, Trial.optuna_trial).where(Trial.id == trial_id)).first()
             found = None
             if row is not None and row.optuna_trial is not None:

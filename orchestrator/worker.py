@@ -8,7 +8,6 @@ epoch and writes nothing final.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import socket
@@ -23,13 +22,8 @@ from sqlalchemy import select
 from ssm.config import TrialConfig
 
 from . import store
-from .db import in_transaction, make_engine, session_factory
+from .db import in_transaction, process_sessions
 from .models import Sweep, Trial
-
-
-@functools.lru_cache(maxsize=4)
-def _sessions(database_url: str):
-    return session_factory(make_engine(database_url))
 
 
 def _node_id() -> str | None:
@@ -76,7 +70,7 @@ def run_trial(
     `train_fn` replaces `ssm.train.train` (benchmarks of the orchestrator use a no-op trainer).
     `epoch_hook(trial_id, metrics) -> keep_going` lets a search report to Optuna and prune.
     """
-    sessions = _sessions(database_url)
+    sessions = process_sessions(database_url)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(s):
