@@ -35,6 +35,7 @@ from orchestrator.db import make_engine, require_migrated, session_factory
 from . import schemas as api_schemas
 from .deps import API_PREFIX, ServiceSettings
 from .errors import error_response, install_error_handlers
+from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddleware
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .routes import ROUTERS
 from .routes.leaderboard import BoardCache
@@ -283,6 +284,8 @@ def create_app(
             '`{"error": {"code", "message", "field"}}`.'
         ),
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN: /openapi.json only
+        redoc_url=None,
         redirect_slashes=False,  # one URL per resource; a trailing slash is a JSON 404, not a redirect
     )
     metrics = ServiceMetrics(sessions)
@@ -312,7 +315,11 @@ def create_app(
         """Sweeps submitted, trials by state, trial durations and request latency (Prometheus text)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Outermost last: metrics → NUL check → token of a write → body deadline → body limit → routes.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyDeadlineMiddleware, seconds=settings.body_timeout_seconds)
+    app.add_middleware(WriteAuthMiddleware)
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times the 413s too
     app.openapi = lambda: _openapi(app)
     return app

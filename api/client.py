@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.leaderboard import AverageRow, Leaderboard, LeaderboardRow
+from orchestrator.settings import masked_text, masked_url
 
 from .schemas import (
     BaselineOut,
@@ -55,11 +56,12 @@ class ApiError(ClientError):
 
 
 class ServerUnreachable(ClientError):
-    """No server answered at `url` (refused, unknown host, timed out)."""
+    """No server answered at `url` (refused, unknown host, timed out); `url` and `reason` are for
+    display: a password in the URL is masked."""
 
     def __init__(self, url: str, reason: str):
-        self.url, self.reason = url, reason
-        super().__init__(f"cannot reach the ssmbench server at {url} ({reason})")
+        self.url, self.reason = masked_url(url), masked_text(reason)
+        super().__init__(f"cannot reach the ssmbench server at {self.url} ({self.reason})")
 
 
 class Client:

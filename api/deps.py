@@ -1,7 +1,9 @@
 """What routes share: the service's settings, a database session per request, and the token checks.
 
-Routes get them as annotated dependencies (`SessionDep`, `OwnerDep`, `ReadAccess`), as in the FastAPI
-full-stack template; everything they read hangs off `request.app.state` (set by `api.app.create_app`).
+Routes get them as annotated dependencies (`SessionDep`, `CallerDep`, `OwnerDep`, `ViewerDep`,
+`ReadAccess`), as in the FastAPI full-stack template; everything they read hangs off
+`request.app.state` (set by `api.app.create_app`). A write's token is checked before its body is read
+(`api.guards.WriteAuthMiddleware`), which leaves the caller in `request.state.caller`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.queries import owner_load
 from orchestrator.settings import Settings
-from orchestrator.tokens import token_owner
+from orchestrator.tokens import Caller, token_caller
 
 from .errors import ServiceError
 
@@ -48,6 +51,30 @@ class ServiceSettings(Settings):
         ge=0,
         description="a cached leaderboard is recomputed when a result is added, and at the latest after this",
     )
+    # Per-owner quotas (admins are exempt): a submission past either is a 429 with Retry-After.
+    max_open_sweeps_per_owner: int = Field(
+        20, ge=1, description="pending or running sweeps one token may have at a time"
+    )
+    max_pending_trials_per_owner: int = Field(
+        50_000, ge=1, description="pending trials one token may have queued, the new sweep's included"
+    )
+    quota_retry_after_seconds: int = Field(60, ge=1, description="the Retry-After of a 429 over a quota")
+    # Connection limits of `ssmbench serve` (uvicorn); a reverse proxy in front adds its own (deploy/).
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a connection that has not sent a request's complete headers by then is closed",
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="a request whose body has not fully arrived by then is answered 408"
+    )
+    keep_alive_seconds: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this")
+    max_connections: int = Field(
+        1000, ge=1, description="concurrent connections and requests; new ones are answered 503 above"
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="largest request head (request line and headers)"
+    )
 
 
 bearer = HTTPBearer(
@@ -78,31 +105,82 @@ SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def require_owner(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> str:
-    """The name of the caller's token; 401 without a valid `Authorization: Bearer <token>`."""
+def _unauthorized() -> ServiceError:
+    return ServiceError(
+        401,
+        "unauthorized",
+        "this request needs `Authorization: Bearer <token>`; create a token with `ssmbench token create --name NAME`",
+        "Authorization",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _invalid_token() -> ServiceError:
+    return ServiceError(
+        401,
+        "invalid_token",
+        "the bearer token is not valid (unknown, revoked or expired)",
+        "Authorization",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def authenticate(session: Session, authorization: str | None) -> Caller:
+    """The caller of an `Authorization` header value; ServiceError 401 without a valid bearer token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized()
+    caller = token_caller(session, token.strip())
+    if caller is None:
+        raise _invalid_token()
+    return caller
+
+
+def require_caller(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """Who the request's token speaks for; 401 without a valid `Authorization: Bearer <token>`.
+    A write was checked already, before its body was read (`api.guards`): that answer is reused."""
+    checked = getattr(request.state, "caller", None)
+    if checked is not None:
+        return checked
     if credentials is None:
-        raise ServiceError(
-            401,
-            "unauthorized",
-            "this request needs `Authorization: Bearer <token>`; create a token with `ssmbench token create --name NAME`",
-            "Authorization",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    owner = token_owner(session, credentials.credentials)
-    if owner is None:
-        raise ServiceError(
-            401,
-            "invalid_token",
-            "the bearer token is not valid (unknown or revoked)",
-            "Authorization",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    return owner
+        raise _unauthorized()
+    return authenticate(session, f"Bearer {credentials.credentials}")
 
 
+def require_owner(caller: Annotated[Caller, Depends(require_caller)]) -> str:
+    """The name of the caller's token (the owner of what it submits)."""
+    return caller.name
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]
 OwnerDep = Annotated[str, Depends(require_owner)]
+
+
+def optional_caller(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller | None:
+    """The caller of a read that may carry a token (None without one; 401 for an invalid one)."""
+    if credentials is None:
+        return None
+    return require_caller(request, session, credentials)
+
+
+ViewerDep = Annotated[Caller | None, Depends(optional_caller)]
+
+
+def visible_error(error: str | None, owner: str | None, viewer: Caller | None) -> str | None:
+    """A trial's `error` as `viewer` may read it: the whole traceback for the sweep's owner or an
+    admin; the exception's last line (`ValueError: ...`) for everyone else (no install paths)."""
+    if error is None or (viewer is not None and (viewer.is_admin or viewer.name == owner)):
+        return error
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else error
 
 
 async def check_read_access(
@@ -112,10 +190,35 @@ async def check_read_access(
 ) -> None:
     """Reads are open unless `SSMBENCH_READ_AUTH=true`; then they need a valid token like writes."""
     if request.app.state.settings.read_auth:
-        await run_in_threadpool(require_owner, session, credentials)
+        await run_in_threadpool(require_caller, request, session, credentials)
 
 
 ReadAccess = Depends(check_read_access)
+
+
+def check_submission(
+    session: Session, settings: ServiceSettings, caller: Caller, priority: int, new_trials: int
+) -> None:
+    """What a token may submit: a non-default priority only with an admin token (403), and within
+    the owner's quotas of open sweeps and pending trials (429 with Retry-After); admins are exempt."""
+    if caller.is_admin:
+        return
+    if priority != 0:
+        raise ServiceError(403, "admin_only", "only an admin token may set a sweep's priority", "priority")
+    open_sweeps, pending_trials = owner_load(session, caller.name)
+    retry = {"Retry-After": str(settings.quota_retry_after_seconds)}
+    if open_sweeps >= settings.max_open_sweeps_per_owner:
+        message = (
+            f"you have {open_sweeps} open sweeps, the most one owner may have "
+            f"(SSMBENCH_MAX_OPEN_SWEEPS_PER_OWNER); retry when one finishes or cancel one"
+        )
+        raise ServiceError(429, "too_many_open_sweeps", message, None, retry)
+    if pending_trials + new_trials > settings.max_pending_trials_per_owner:
+        message = (
+            f"this sweep's {new_trials} trials would bring your pending trials to {pending_trials + new_trials}, "
+            f"over the limit of {settings.max_pending_trials_per_owner} (SSMBENCH_MAX_PENDING_TRIALS_PER_OWNER)"
+        )
+        raise ServiceError(429, "too_many_pending_trials", message, None, retry)
 
 
 def page_limit(settings: ServiceSettings, limit: int) -> int:

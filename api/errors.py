@@ -2,8 +2,10 @@
 
 `field` names what is wrong — a sweep spec's key path (`model.init[1]`), a query parameter
 (`limit`), `Authorization` — or is null when nothing in the request is. FastAPI's own validation
-errors, unknown routes (404), wrong methods (405), oversized bodies (413, `api.app`), an unreachable
-database (503) and bugs (500, without a traceback) all answer in this shape.
+errors, unknown routes (404), wrong methods (405), slow bodies (408) and refused writes
+(`api.guards`), oversized bodies (413, `api.app`), quotas (429), an unreachable database (503) and
+bugs (500, without a traceback) all answer in this shape. A 500's traceback is logged once, by the
+server (uvicorn); this module's handler adds one line naming the request.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -69,11 +73,13 @@ def not_found(kind: str, identifier: int, field: str) -> ServiceError:
 
 _EXAMPLES = {
     401: ("unauthorized", "this request needs `Authorization: Bearer <token>`", "Authorization"),
-    403: ("forbidden", "sweep 3 belongs to alice; only its owner can cancel it", "sweep_id"),
+    403: ("forbidden", "only the owner of sweep 3 (or an admin) can cancel it", "sweep_id"),
     404: ("sweep_not_found", "no sweep with id 7", "sweep_id"),
+    408: ("request_timeout", "the request body did not arrive within 30 s", None),
     409: ("sweep_finished", "sweep 3 is completed already", "sweep_id"),
     413: ("payload_too_large", "the request body is over the limit of 1048576 bytes", None),
     415: ("unsupported_media_type", "send the spec as application/json or application/yaml", "Content-Type"),
+    429: ("too_many_open_sweeps", "you have 20 open sweeps, the most one owner may have", None),
     422: (
         "invalid_spec",
         "Input should be 'legs', 'inv', 'lin', 'real', 'rand' or 'ptd' (line 3)",
@@ -85,11 +91,20 @@ _DESCRIPTIONS = {
     401: "No valid bearer token.",
     403: "The token's owner may not do this.",
     404: "No such resource.",
+    408: "The request body did not arrive in time.",
     409: "The resource is in a state that does not allow this.",
     413: "The request body is too large.",
     415: "The body's content type is not accepted.",
     422: "A parameter or the body is not valid; `field` names it.",
+    429: "The owner is over a quota (open sweeps, pending trials); retry after `Retry-After` seconds.",
     503: "The database is not reachable.",
+}
+
+
+_RETRY_AFTER = {
+    "headers": {
+        "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+    }
 }
 
 
@@ -102,6 +117,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "model": ErrorResponse,
             "description": _DESCRIPTIONS[status],
             "content": {"application/json": {"example": error_body(*_EXAMPLES[status])}},
+            **(_RETRY_AFTER if status == 429 else {}),
         }
         for status in wanted
     }
@@ -137,7 +153,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
-        message = f"no route {request.method} {request.url.path}; see /docs"
+        message = f"no route {request.method} {request.url.path}; see /openapi.json"
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
         message = f"{request.method} is not allowed on {request.url.path}" + (
@@ -155,7 +171,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # One line here; Starlette re-raises the exception after this answer and the server logs its
+    # traceback (uvicorn: "Exception in ASGI application"), so logging it here too would double it.
+    log.error("500 on %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return error_response(500, "internal_error", "internal server error; the service log has the details")
 
 

@@ -4,8 +4,10 @@
 - `ssmbench_trials` {state}: trials per state in the database (gauge, read at scrape time);
 - `ssmbench_trial_duration_seconds`: started → finished of every trial that ran (histogram over the
   database, read at scrape time — the workers, not the service, see trials end);
-- `ssmbench_http_request_duration_seconds` {method, route, status}: request latency (histogram;
-  `route` is the path template, `unmatched` for unknown paths, so ids do not explode the labels).
+- `ssmbench_http_request_duration_seconds` {method, route, status}: request latency (histogram).
+  Every label has a bounded set of values, whatever clients send: `method` is one of HTTP_METHODS
+  or `other`, `route` the route's path template (`/api/v1/sweeps/{sweep_id}`) or `unmatched`, never
+  the raw path; `status` is what this service answers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from orchestrator.models import TRIAL_STATES, Trial
 from orchestrator.store import state_counts
 
 TRIAL_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -109,8 +112,17 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_seconds.labels(scope["method"], template, str(status)).observe(
+            self.metrics.request_seconds.labels(method_label(scope), route_label(scope), str(status)).observe(
                 time.perf_counter() - start
             )
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method if it is a standard one, else `other` (any token is a valid method)."""
+    return scope["method"] if scope["method"] in HTTP_METHODS else "other"
+
+
+def route_label(scope: Scope) -> str:
+    """The path template of the route that answered, `unmatched` when none did."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) and path else "unmatched"

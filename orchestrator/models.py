@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 TRIAL_STATES = ("pending", "running", "completed", "failed", "pruned", "diverged", "cancelled")
 FINAL_TRIAL_STATES = ("completed", "failed", "pruned", "diverged", "cancelled")
 SWEEP_STATES = ("pending", "running", "completed", "cancelled")
+TOKEN_ROLES = ("user", "admin")
 
 
 def utcnow() -> datetime:
@@ -132,13 +133,17 @@ class Baseline(Base):
 
 
 class ApiToken(Base):
+    """The credential of one owner (`name`): valid while not revoked and not past `expires_at`."""
+
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, doc="sha256 hex of the token")
+    role: Mapped[str] = mapped_column(String(10), default="user", server_default="user", doc="user | admin")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(doc="None: never expires")
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
 
 class SchedulerLease(Base):

@@ -93,3 +93,17 @@ def epoch_metrics(session: Session, trial_id: int) -> list[dict[str, Any]]:
         .order_by(EpochMetric.attempt, EpochMetric.epoch)
     ).all()
     return [{"attempt": r.attempt, "epoch": r.epoch, **r.metrics} for r in rows]
+
+
+def owner_load(session: Session, owner: str) -> tuple[int, int]:
+    """(open sweeps, pending trials) of `owner`: what the service's per-owner quotas count."""
+    open_sweeps = session.scalar(
+        select(func.count()).where(Sweep.owner == owner, Sweep.state.in_(("pending", "running")))
+    )
+    pending_trials = session.scalar(
+        select(func.count())
+        .select_from(Trial)
+        .join(Sweep, Sweep.id == Trial.sweep_id)
+        .where(Sweep.owner == owner, Trial.state == "pending")
+    )
+    return int(open_sweeps or 0), int(pending_trials or 0)

@@ -29,7 +29,7 @@ from .db import as_utc, insert_ignoring_conflicts, make_engine, require_migrated
 from .models import SchedulerLease, Sweep, Trial, utcnow
 from .search import SearchCoordinator
 from .settings import Settings
-from .worker import run_trial
+from .worker import run_trial, task_database_url
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
@@ -70,6 +70,7 @@ class Scheduler:
     ):
         self.settings = settings or Settings(database_url=database_url)
         self.database_url = database_url
+        self.task_database_url = task_database_url(database_url)  # no password in a cluster's tasks
         self.engine = make_engine(database_url)
         require_migrated(self.engine)
         self.sessions = session_factory(self.engine)
@@ -263,7 +264,7 @@ class Scheduler:
             ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(
                 trial_id,
                 attempt,
-                self.database_url,
+                self.task_database_url,
                 str(self.settings.resolved_checkpoint_dir()),
                 self.settings.heartbeat_seconds,
                 str(self.settings.data_dir) if self.settings.data_dir else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import platformdirs
@@ -40,3 +41,24 @@ class Settings(BaseSettings):
         if self.checkpoint_dir is not None:
             return self.checkpoint_dir
         return Path(platformdirs.user_data_dir("ssmbench")) / "checkpoints"
+
+
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:[^\s/@]*@\S*")
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password replaced by `***`, for every message and log line that names a
+    database or service URL (SQLAlchemy's rendering; a URL it cannot parse is masked by pattern)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^\s/@:]*:)[^\s/@]*@", r"\1***@", url)
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def masked_text(text: str) -> str:
+    """`text` (an error message, a log line) with the password of every URL in it masked."""
+    return _URL_WITH_PASSWORD.sub(lambda match: masked_url(match.group(0)), text)

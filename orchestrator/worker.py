@@ -55,10 +55,35 @@ class _Heartbeat(threading.Thread):
                 return
 
 
+def task_database_url(database_url: str) -> str | None:
+    """What the scheduler passes its Ray tasks as the database URL: the URL itself, except on a
+    cluster (RAY_ADDRESS) when it holds a password — Ray keeps task arguments in its dashboard and
+    events — where it passes None and each worker reads SSMBENCH_DATABASE_URL from its own
+    environment (deploy/ sets it). The embedded local Ray gets the URL as it is."""
+    from sqlalchemy.engine import make_url
+
+    if os.environ.get("RAY_ADDRESS") and make_url(database_url).password:
+        return None
+    return database_url
+
+
+def worker_database_url(passed: str | None) -> str:
+    """The database URL a worker uses: the one passed with the task, else SSMBENCH_DATABASE_URL."""
+    if passed is not None:
+        return passed
+    url = os.environ.get("SSMBENCH_DATABASE_URL")
+    if not url:
+        raise RuntimeError(
+            "SSMBENCH_DATABASE_URL is not set on this Ray worker: on a cluster the workers read the "
+            "database URL from their environment (deploy/README.md)"
+        )
+    return url
+
+
 def run_trial(
     trial_id: int,
     attempt: int,
-    database_url: str,
+    database_url: str | None,
     checkpoint_root: str | None = None,
     heartbeat_seconds: float = 5.0,
     data_dir: str | None = None,
@@ -67,10 +92,11 @@ def run_trial(
 ) -> str:
     """Run one attempt of a trial; returns the state it was finished with ("lost" if not ours).
 
+    `database_url` None: this worker's SSMBENCH_DATABASE_URL (`task_database_url`).
     `train_fn` replaces `ssm.train.train` (benchmarks of the orchestrator use a no-op trainer).
     `epoch_hook(trial_id, metrics) -> keep_going` lets a search report to Optuna and prune.
     """
-    sessions = process_sessions(database_url)
+    sessions = process_sessions(worker_database_url(database_url))
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(s):

@@ -1,8 +1,36 @@
 """The `ssmbench` command line: one module per command group, registered here."""
 
+import os
+import sys
+
 import typer
 
-app = typer.Typer(
+
+class _OneLineErrors(typer.Typer):
+    """Every failure a command did not foresee is one line on stderr and exit code 1, not a
+    traceback (its password masked); `SSMBENCH_DEBUG=1` shows the traceback instead."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as err:
+            if os.environ.get("SSMBENCH_DEBUG"):
+                raise
+            from orchestrator.settings import masked_text
+
+            from .common import err_console
+
+            lines = str(err).strip().splitlines()
+            message = masked_text(f"{type(err).__name__}: {lines[0] if lines else ''}")
+            err_console.print(
+                f"[bold red]error:[/] {message} (SSMBENCH_DEBUG=1 shows the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
+
+
+app = _OneLineErrors(
     name="ssmbench",
     help="Benchmark state space models (S4, S4D, S5, PTD) across initializations, "
     "parameterizations and training modes.",

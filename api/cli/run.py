@@ -50,27 +50,53 @@ def run_command(
     except SpecError as err:
         fail(f"{spec_path}: {err}")
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from orchestrator import store
     from orchestrator.db import make_engine, session_factory, transaction, upgrade
-    from orchestrator.scheduler import Scheduler, connect_ray
+    from orchestrator.scheduler import Scheduler
+    from orchestrator.settings import masked_url
 
-    upgrade(url)
-    sessions = session_factory(make_engine(url))
-    with transaction(sessions) as s:
-        sweep_id = store.create_sweep(s, spec).id
-        reused = store.state_counts(s, sweep_id).get("completed", 0)
-    connect_ray()
-    scheduler = Scheduler(url, settings.model_copy(update={"database_url": url}))
     try:
-        if json_output:
-            scheduler.run([sweep_id])
-        else:
-            if reused:
-                console.print(f"{reused} trial(s) reuse results already in the database")
-            _run_with_progress(scheduler, sweep_id, spec.name, spec.n_trials())
-    finally:
-        scheduler.close()
-    show_leaderboard(sessions, sweep_id, json_output)
+        upgrade(url)
+        sessions = session_factory(make_engine(url))
+        with transaction(sessions) as s:
+            sweep_id = store.create_sweep(s, spec).id
+            reused = store.state_counts(s, sweep_id).get("completed", 0)
+        _connect_ray()
+        scheduler = Scheduler(url, settings.model_copy(update={"database_url": url}))
+        try:
+            if json_output:
+                scheduler.run([sweep_id])
+            else:
+                if reused:
+                    console.print(f"{reused} trial(s) reuse results already in the database")
+                _run_with_progress(scheduler, sweep_id, spec.name, spec.n_trials())
+        finally:
+            scheduler.close()
+        show_leaderboard(sessions, sweep_id, json_output)
+    except SQLAlchemyError as err:  # unreachable server, bad URL, lost connection: one line
+        fail(f"cannot use the database {masked_url(url)}: {_first_line(err)}", code=1)
+
+
+def _connect_ray() -> None:
+    """`connect_ray()`, failing in one line (RAY_ADDRESS unreachable, Ray unable to start)."""
+    import os
+
+    from orchestrator.scheduler import connect_ray
+
+    try:
+        connect_ray()
+    except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError, …
+        where = f" at RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") else ""
+        fail(f"cannot start or join Ray{where}: {_first_line(err)}", code=1)
+
+
+def _first_line(err: BaseException) -> str:
+    from orchestrator.settings import masked_text
+
+    lines = str(err).strip().splitlines()
+    return masked_text(f"{type(err).__name__}: {lines[0] if lines else ''}")
 
 
 def _run_with_progress(scheduler, sweep_id: int, name: str, total: int) -> None:
@@ -113,10 +139,11 @@ def db_upgrade(
 ) -> None:
     """Create or migrate the database to the current schema."""
     from orchestrator.db import head_revision, upgrade
+    from orchestrator.settings import masked_url
 
     url = _database_url(db)
     try:
         upgrade(url)
     except Exception as err:  # unreachable server, bad URL, permissions: one line, not a traceback
-        fail(f"cannot upgrade {url}: {type(err).__name__}: {str(err).splitlines()[0]}", code=1)
+        fail(f"cannot upgrade {masked_url(url)}: {_first_line(err)}", code=1)
     console.print(f"database at revision {head_revision()}")

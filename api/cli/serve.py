@@ -41,19 +41,23 @@ def serve_command(
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
 ) -> None:
-    """Run the ssmbench service: REST under /api/v1, docs at /docs, Prometheus text at /metrics.
+    """Run the ssmbench service: REST under /api/v1, its OpenAPI at /openapi.json, Prometheus text at /metrics.
 
     The database must be migrated first (`ssmbench db upgrade`). Replicas may share one database:
-    the scheduler lease lets one schedule at a time.
+    the scheduler lease lets one schedule at a time. Connection limits (SSMBENCH_MAX_CONNECTIONS,
+    SSMBENCH_HEADER_TIMEOUT_SECONDS, SSMBENCH_BODY_TIMEOUT_SECONDS, SSMBENCH_KEEP_ALIVE_SECONDS,
+    SSMBENCH_MAX_HEADER_BYTES) are settings; deploy/README.md says what a reverse proxy adds.
     """
     import uvicorn
     from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from orchestrator.db import DatabaseNotMigrated
+    from orchestrator.settings import masked_url
 
     from ..app import create_app
     from ..deps import ServiceSettings
+    from ..server import uvicorn_limits
 
     overrides: dict[str, Any] = {}
     if db is not None:
@@ -73,10 +77,16 @@ def serve_command(
     except DatabaseNotMigrated as err:
         fail(str(err), code=1)
     except ArgumentError as err:
-        fail(f"database URL {settings.database_url!r}: {err}")
+        fail(f"database URL {masked_url(settings.database_url)!r}: {err}")
     except SQLAlchemyError as err:
-        fail(f"cannot reach the database {settings.database_url}: {str(err).splitlines()[0]}", code=1)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+        fail(
+            f"cannot reach the database {masked_url(settings.database_url)}: {str(err).splitlines()[0]}",
+            code=1,
+        )
+    access_log = log_level == "debug"
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=access_log, **uvicorn_limits(settings)
+    )
 
 
 def _fake_trainer() -> Callable[..., Any] | None:

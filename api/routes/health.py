@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
+
+from orchestrator.settings import masked_text
 
 from ..deps import API_PREFIX, SessionDep
 from ..errors import error_responses
 from ..schemas import ComponentHealth, Health
 
 router = APIRouter(prefix=f"{API_PREFIX}/health", tags=["health"])
+log = logging.getLogger("api")
+# /health is open to anyone: it says *what* is wrong, never the exception text (hosts, paths,
+# driver messages), which goes to the service log.
+SEE_LOG = "see the service log"
 
 
 @router.get(
@@ -29,9 +37,16 @@ def get_health(request: Request, response: Response, session: SessionDep) -> Hea
         session.execute(text("SELECT 1"))
         database = ComponentHealth(ok=True, detail=session.get_bind().dialect.name)
     except Exception as err:  # any failure to answer is the finding, not an error of this route
-        database = ComponentHealth(ok=False, detail=f"{type(err).__name__}: {str(err).splitlines()[0]}")
+        log.warning("health: the database does not answer: %s: %s", type(err).__name__, masked_text(str(err)))
+        database = ComponentHealth(ok=False, detail=f"not reachable ({SEE_LOG})")
     scheduler = state.scheduler_health()
+    if scheduler.last_error is not None:
+        scheduler = scheduler.model_copy(
+            update={"last_error": f"the last scheduling pass failed ({SEE_LOG})"}
+        )
     ray = state.ray_health()
+    if not ray.ok and ray.detail.startswith("not reachable"):
+        ray = ComponentHealth(ok=False, detail=f"not reachable ({SEE_LOG})")
     healthy = database.ok and (ray.ok or not scheduler.enabled)
     if not healthy:
         response.status_code = 503

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any
 
 import yaml
@@ -18,7 +19,18 @@ from orchestrator.queries import list_sweeps, list_trials, sweep_summary
 from orchestrator.search import validate_search
 from orchestrator.spec import SpecError, SweepSpec, load_spec, validate_spec
 
-from ..deps import API_PREFIX, MAX_ID, OwnerDep, ReadAccess, SessionDep, SettingsDep, page_limit
+from ..deps import (
+    API_PREFIX,
+    MAX_ID,
+    CallerDep,
+    ReadAccess,
+    SessionDep,
+    SettingsDep,
+    ViewerDep,
+    check_submission,
+    page_limit,
+    visible_error,
+)
 from ..errors import ServiceError, error_responses, not_found
 from ..schemas import (
     CancelResult,
@@ -32,6 +44,7 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/sweeps", tags=["sweeps"])
+log = logging.getLogger("api")
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -120,11 +133,11 @@ def planned_trials(spec: SweepSpec) -> int:
     status_code=201,
     response_model=SweepCreated,
     summary="Submit a sweep",
-    responses=error_responses(401, 413, 415),
+    responses=error_responses(401, 403, 408, 413, 415, 429),
     openapi_extra=_SPEC_BODY,
 )
 async def submit_sweep(
-    request: Request, response: Response, owner: OwnerDep, settings: SettingsDep
+    request: Request, response: Response, caller: CallerDep, settings: SettingsDep
 ) -> SweepCreated:
     """Validate a sweep spec and store the sweep with its trials as pending; the scheduler runs them.
 
@@ -141,8 +154,8 @@ async def submit_sweep(
         state.sessions,
         body,
         content_type,
-        settings.max_trials_per_sweep,
-        owner,
+        settings,
+        caller,
         state.cluster_nodes(),
     )
     request.app.state.metrics.sweeps_submitted.inc()
@@ -150,17 +163,19 @@ async def submit_sweep(
     return created
 
 
-def _store_sweep(sessions, body, content_type, max_trials, owner, nodes) -> SweepCreated:
-    spec = parse_spec(body, content_type, max_trials, nodes)
+def _store_sweep(sessions, body, content_type, settings, caller, nodes) -> SweepCreated:
+    spec = parse_spec(body, content_type, settings.max_trials_per_sweep, nodes)
     try:
         with transaction(sessions) as session:
-            sweep = store.create_sweep(session, spec, owner=owner)
+            check_submission(session, settings, caller, spec.priority, planned_trials(spec))
+            sweep = store.create_sweep(session, spec, owner=caller.name)
             return SweepCreated(
                 id=sweep.id, name=sweep.name, state=sweep.state, n_trials=planned_trials(spec)
             )
     except (DataError, OverflowError) as err:  # e.g. a seed beyond the database's integers
-        message = str(err).splitlines()[0]
-        raise ServiceError(422, "invalid_spec", f"a value does not fit the database: {message}") from None
+        log.info("a submitted spec does not fit the database: %s", str(err).splitlines()[0])
+        message = "a value does not fit the database (an integer beyond 64 bits, or text it cannot hold)"
+        raise ServiceError(422, "invalid_spec", message) from None
 
 
 @router.get(
@@ -210,21 +225,17 @@ def get_sweep(session: SessionDep, sweep_id: SweepId) -> SweepDetail:
     summary="Cancel a sweep",
     responses=error_responses(401, 403, 404, 409),
 )
-def cancel_sweep(session: SessionDep, owner: OwnerDep, sweep_id: SweepId) -> CancelResult:
+def cancel_sweep(session: SessionDep, caller: CallerDep, sweep_id: SweepId) -> CancelResult:
     """Cancel a sweep: its pending trials at once, its running ones at their next epoch.
 
-    Only the sweep's owner (the token that submitted it) may cancel it; a sweep submitted without a
-    token (`ssmbench run`) may be cancelled by any valid token. Cancelling a cancelled sweep again
+    Only the sweep's owner (the token that submitted it) or an admin token may cancel it; a sweep
+    submitted without a token (`ssmbench run`) only an admin. Cancelling a cancelled sweep again
     changes nothing; a completed sweep answers 409.
     """
     sweep = _sweep_or_404(session, sweep_id)
-    if sweep.owner is not None and sweep.owner != owner:
-        raise ServiceError(
-            403,
-            "forbidden",
-            f"sweep {sweep_id} belongs to {sweep.owner}; only its owner can cancel it",
-            "sweep_id",
-        )
+    if not caller.is_admin and sweep.owner != caller.name:  # an owner-less sweep: admins only
+        message = f"only the owner of sweep {sweep_id} (or an admin) can cancel it"
+        raise ServiceError(403, "forbidden", message, "sweep_id")
     if sweep.state == "completed":
         raise ServiceError(409, "sweep_finished", f"sweep {sweep_id} is completed already", "sweep_id")
     cancelled = store.cancel_sweep(session, sweep_id)
@@ -243,13 +254,17 @@ def get_sweep_trials(
     session: SessionDep,
     settings: SettingsDep,
     sweep_id: SweepId,
+    viewer: ViewerDep,
     state: Annotated[TrialState | None, Query(description="only trials in this state")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> TrialPage:
-    """A sweep's trials in planning order."""
+    """A sweep's trials in planning order. A failed trial's `error` is its exception's last line;
+    the sweep's owner and admins (with their token) get the whole traceback."""
     limit = page_limit(settings, limit)
-    _sweep_or_404(session, sweep_id)
+    owner = _sweep_or_404(session, sweep_id).owner
     trials, total = list_trials(session, sweep_id, state=state, offset=offset, limit=limit)
     items = [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
+    for item in items:
+        item.error = visible_error(item.error, owner, viewer)
     return TrialPage(items=items, total=total, offset=offset, limit=limit)

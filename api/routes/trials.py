@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from orchestrator.models import Trial
+from orchestrator.models import Sweep, Trial
 from orchestrator.queries import epoch_metrics, trial_detail
 
-from ..deps import API_PREFIX, MAX_ID, ReadAccess, SessionDep
+from ..deps import API_PREFIX, MAX_ID, ReadAccess, SessionDep, ViewerDep, visible_error
 from ..errors import error_responses, not_found
 from ..schemas import TrialDetail, TrialMetrics
 
@@ -28,9 +28,15 @@ def _trial_or_404(session, trial_id: int) -> Trial:
 @router.get(
     "/{trial_id}", response_model=TrialDetail, summary="Get a trial", responses=error_responses(401, 404)
 )
-def get_trial(session: SessionDep, trial_id: TrialId) -> TrialDetail:
-    """A trial: state, attempts, config, where it ran, its error, and its result once finished."""
-    return TrialDetail.model_validate(trial_detail(session, _trial_or_404(session, trial_id)))
+def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> TrialDetail:
+    """A trial: state, attempts, config, where it ran, its error, and its result once finished.
+
+    `error` is the exception's last line; the sweep's owner and admins (with their token) get the
+    whole traceback."""
+    trial = _trial_or_404(session, trial_id)
+    detail = trial_detail(session, trial)
+    detail["error"] = visible_error(trial.error, session.get(Sweep, trial.sweep_id).owner, viewer)
+    return TrialDetail.model_validate(detail)
 
 
 @router.get(

@@ -30,6 +30,7 @@ from sqlalchemy import func, select, text
 
 from api.app import create_app
 from api.deps import ServiceSettings
+from api.server import uvicorn_limits
 from orchestrator import store
 from orchestrator.db import make_engine, session_factory, transaction, upgrade
 from orchestrator.leaderboard import leaderboard, record_result_aggregate
@@ -178,15 +179,22 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """uvicorn serving `create_app(settings)` on a loopback port from a thread of the test process."""
+    """uvicorn serving `create_app(settings)` on a loopback port from a thread of the test process,
+    with the connection limits `ssmbench serve` sets (`api.server.uvicorn_limits`); `options` go to
+    uvicorn (`log_config=None` leaves logging to the test: caplog sees uvicorn's records)."""
 
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings, **options):
         self.app = create_app(settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
+        options = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "log_level": "warning",
+            "lifespan": "on",
+            **options,
+        }
+        config = uvicorn.Config(self.app, **uvicorn_limits(settings), **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -96,7 +96,7 @@ def test_submit_status_trials_cancel_through_the_cli(server, tmp_path):
     assert table.exit_code == 0 and "Trials of sweep" in table.stdout and "completed" in table.stdout
 
     env = {"SSMBENCH_API_URL": served.url, "SSMBENCH_TOKEN": tokens["bob"]}  # from the environment
-    assert "belongs to alice" in one_line_error(cli("cancel", str(sweep_id), env=env), 2)
+    assert "only the owner of sweep" in one_line_error(cli("cancel", str(sweep_id), env=env), 2)
     cancelled = one_json(
         cli("cancel", str(sweep_id), "--json", env={**env, "SSMBENCH_TOKEN": tokens["alice"]})
     )

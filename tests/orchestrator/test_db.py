@@ -31,4 +31,34 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
+
+
+def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
+    from alembic import command
+    from sqlalchemy import text
+
+    from orchestrator.db import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0003")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO api_tokens (name, token_hash, created_at, revoked) VALUES "
+                "('old', 'h1', CURRENT_TIMESTAMP, true), ('live', 'h2', CURRENT_TIMESTAMP, false)"
+            )
+        )
+    upgrade(db_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT name, role, revoked_at, expires_at FROM api_tokens ORDER BY name")
+        )
+        assert [(name, role, revoked is not None, expires) for name, role, revoked, expires in rows] == [
+            ("live", "user", False, None),
+            ("old", "user", True, None),
+        ]
+    command.downgrade(alembic_config(db_url), "0003")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT name, revoked FROM api_tokens ORDER BY name")).all()
+        assert [(name, bool(revoked)) for name, revoked in rows] == [("live", False), ("old", True)]
+    upgrade(db_url)

@@ -1,0 +1,28 @@
+"""Issue 13, finding 8: on a Ray cluster the scheduler does not pass a database password as a task
+argument (Ray shows task arguments in its dashboard); the worker reads SSMBENCH_DATABASE_URL."""
+
+import pytest
+
+from orchestrator.worker import task_database_url, worker_database_url
+
+SECRET = "postgresql+psycopg://ssmbench:hunter2@db:5432/ssmbench"
+TRUST = "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Ds"
+
+
+def test_a_clusters_tasks_get_no_password_and_workers_read_their_environment(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    assert task_database_url(SECRET) is None
+    assert task_database_url(TRUST) == TRUST  # nothing secret in it: passed as before
+    assert task_database_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+    monkeypatch.setenv("SSMBENCH_DATABASE_URL", SECRET)
+    assert worker_database_url(None) == SECRET
+    assert worker_database_url(TRUST) == TRUST  # a URL passed with the task wins
+    monkeypatch.delenv("SSMBENCH_DATABASE_URL")
+    with pytest.raises(RuntimeError, match="SSMBENCH_DATABASE_URL is not set on this Ray worker"):
+        worker_database_url(None)
+
+
+def test_the_embedded_local_ray_gets_the_url_as_it_is(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert task_database_url(SECRET) == SECRET
