@@ -12,7 +12,6 @@ answer, and `ServerUnreachable` (naming the URL) when no server answers.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from orchestrator.leaderboard import AverageRow, Leaderboard, LeaderboardRow
+from orchestrator.leaderboard import Leaderboard
 
 from .schemas import (
     BaselineOut,
@@ -189,8 +188,8 @@ class Client:
         train_eigenvalues: bool | None = None,
         include_baselines: bool = True,
     ) -> Leaderboard:
-        """The board as `orchestrator.leaderboard` builds it (the same dataclasses), so a board from
-        the service and one computed locally render and compare alike."""
+        """The board as `orchestrator.leaderboard` builds it (the same models), so a board from the
+        service and one computed locally render and compare alike."""
         params = {
             "sweep": sweep,
             "task": task,
@@ -200,7 +199,7 @@ class Client:
             "train_eigenvalues": train_eigenvalues,
             "baselines": include_baselines,
         }
-        return leaderboard_from_dict(self.request("GET", "/leaderboard", params=params).json())
+        return self._get("/leaderboard", Leaderboard, **params)
 
     def baselines(self) -> list[BaselineOut]:
         response = self.request("GET", "/baselines")
@@ -221,20 +220,6 @@ class Client:
     def metrics(self) -> str:
         """The Prometheus text."""
         return self.request("GET", "/metrics").text
-
-
-def leaderboard_from_dict(document: dict[str, Any]) -> Leaderboard:
-    """`Leaderboard.to_dict()` back into the dataclasses (fields the client does not know are dropped)."""
-
-    def build(cls, item: dict[str, Any]):
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in item.items() if k in known})
-
-    return Leaderboard(
-        rows=[build(LeaderboardRow, row) for row in document.get("rows", [])],
-        averages=[build(AverageRow, average) for average in document.get("averages", [])],
-        filters=dict(document.get("filters", {})),
-    )
 
 
 def _param(value: Any) -> Any:

@@ -10,8 +10,6 @@ the id cannot see (a result committed out of id order, deleted sweeps, edited ba
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -27,7 +25,7 @@ from ssm.config import InitName, LayerName, ReparamName
 
 from ..deps import API_PREFIX, MAX_ID, ReadAccess, SessionDep
 from ..errors import error_responses, not_found
-from ..schemas import LeaderboardOut
+from ..schemas import Leaderboard
 
 router = APIRouter(prefix=f"{API_PREFIX}/leaderboard", tags=["leaderboard"], dependencies=[ReadAccess])
 
@@ -69,20 +67,9 @@ class BoardCache:
             return body
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 @router.get(
     "",
-    response_model=LeaderboardOut,
+    response_model=Leaderboard,
     summary="Get the leaderboard",
     responses=error_responses(401, 404),
 )
@@ -116,8 +103,7 @@ def get_leaderboard(
     stamp = session.scalar(select(func.max(Result.id)))
 
     def compute() -> bytes:
-        board = leaderboard(session, **filters)
-        return json.dumps(_finite(board.to_dict()), separators=(",", ":"), allow_nan=False).encode()
+        return leaderboard(session, **filters).model_dump_json().encode()
 
     cache: BoardCache = request.app.state.leaderboard_cache
     body = cache.get(tuple(filters.values()), stamp, compute)

@@ -9,17 +9,21 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import statistics
 
 import pytest
 from alembic import command
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from orchestrator.db import alembic_config
 from orchestrator.leaderboard import (
     LRA_TASKS,
+    AverageRow,
     Leaderboard,
+    LeaderboardFilters,
+    LeaderboardRow,
     leaderboard,
     rebuild_leaderboard_aggregates,
     record_result_aggregate,
@@ -254,7 +258,7 @@ def test_filters_by_sweep_task_layer_init_reparam_and_training_mode(sessions):
     assert only_one.std == pytest.approx(statistics.stdev(first), abs=1e-9)
     assert (only_two.n_seeds, only_two.sweep_ids) == (2, [two])
     assert only_two.std == pytest.approx(statistics.stdev(second), abs=1e-9)
-    assert filters["sweep_id"] == two and filters["train_eigenvalues"] is False and filters["task"] is None
+    assert filters.sweep_id == two and filters.train_eigenvalues is False and filters.task is None
 
 
 def test_lra_averages_with_and_without_pathx(sessions):
@@ -482,6 +486,45 @@ def test_the_board_is_json(sessions):
     assert any(a["label"] == "S4D-Lin" for a in document["averages"])
     # as a FastAPI response model would serialize it
     assert json.loads(TypeAdapter(Leaderboard).dump_json(board)) == document
+
+
+def test_numbers_that_are_not_finite_are_null_and_unranked(sessions):
+    """A degenerate regression (r² of −inf) must not break the board: JSON has no NaN or infinity."""
+    with sessions() as s, s.begin():
+        sweep = add_sweep(s)
+        add_trial(s, sweep, "memory-poly", float("-inf"), metric="r2")  # one seed, mean −inf
+        for x in [0.5, float("-inf")]:  # two seeds: mean −inf, variance inf − inf
+            add_trial(s, sweep, "memory-poly", x, metric="r2", d_state=8)
+        for x in [0.5, 0.7]:
+            add_trial(s, sweep, "memory-poly", x, metric="r2", d_state=64)
+        board = leaderboard(s, include_baselines=False)
+        by_sweep = leaderboard(s, sweep_id=sweep, include_baselines=False)
+
+    for b in (board, by_sweep):
+        best, *degenerate = ours(b)
+        assert (best.group_key, best.rank, best.n_seeds) == (group_key(d_state=64), 1, 2)
+        assert best.mean == pytest.approx(0.6) and best.std == pytest.approx(statistics.stdev([0.5, 0.7]))
+        assert {r.group_key for r in degenerate} == {group_key(), group_key(d_state=8)}
+        assert [(r.mean, r.std, r.rank) for r in degenerate] == [(None, None, None)] * 2
+        document = json.dumps(b.to_dict(), allow_nan=False)  # raises on NaN or infinity
+        assert Leaderboard.model_validate_json(document) == b  # what the client decodes
+
+
+def test_the_models_turn_nan_and_infinity_into_null():
+    fields = dict(task="delay", label="x", n_seeds=1, rank=1, metric="r2", group_key="k")
+    fields |= dict(layer="s4d", init="inv", reparam="exp", train_eigenvalues=True)
+    row = LeaderboardRow(**fields, mean=float("inf"), std=float("nan"), sweep_ids=",7,3,")
+    assert (row.mean, row.std, row.sweep_ids) == (None, None, [3, 7])
+    average = AverageRow(
+        label="x", lra_average=float("nan"), lra_average_without_pathx=-math.inf, tasks_present=[]
+    )
+    assert (average.lra_average, average.lra_average_without_pathx) == (None, None)
+    board = Leaderboard(rows=[row], averages=[average], filters=LeaderboardFilters(task="delay"))
+    document = json.loads(board.model_dump_json())
+    assert document["rows"][0]["std"] is None and document["averages"][0]["lra_average"] is None
+    assert document == board.to_dict() and document["filters"]["task"] == "delay"
+    with pytest.raises(ValidationError):  # frozen
+        row.rank = 2
 
 
 def test_lra_tasks_are_the_data_package_s():
