@@ -253,13 +253,23 @@ class TrialMetrics(BaseModel):
 
 class BaselineOut(BaseModel):
     model_config = _examples(
-        {"model": "S4D-LegS", "task": "listops", "test_accuracy": 60.47, "source": "Gu et al. 2022, Table 2"}
+        {
+            "model": "S4D-LegS",
+            "task": "listops",
+            "test_accuracy": 60.47,
+            "source": "Gu, Gupta, Goel, Ré 2022, On the Parameterization and Initialization of Diagonal "
+            'State Space Models (NeurIPS), LRA table, row "S4D-LegS"; as reprinted in Hasani et al. 2023, '
+            "Liquid Structural State-Space Models (ICLR), Table 1",
+        }
     )
 
     model: str
-    task: str = Field(description="an LRA task, or `average` for the paper's own average")
+    task: str = Field(
+        description="an LRA task; `average`: the paper's six-task average (a failed Path-X counted as 50%); "
+        "`average_without_pathx`: its own average over the five other tasks, where it publishes one"
+    )
     test_accuracy: float | None = Field(description="percent; null: the model failed the task (chance)")
-    source: str
+    source: str = Field(description="the paper and table")
 
 
 # --- health -------------------------------------------------------------------------------------------

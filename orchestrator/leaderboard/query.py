@@ -35,6 +35,9 @@ PATHX = "pathx"
 LRA_TASKS_WITHOUT_PATHX: tuple[str, ...] = tuple(t for t in LRA_TASKS if t != PATHX)
 # A model that fails Path-X is at chance on it (REFERENCE.md §6); the six-task average counts 50%.
 PATHX_CHANCE = 0.5
+# The baselines' rows that hold a paper's own averages rather than a task (REFERENCE.md §7).
+PUBLISHED_AVERAGE = "average"
+PUBLISHED_AVERAGE_WITHOUT_PATHX = "average_without_pathx"
 # Means closer than this share a rank: sums of the same numbers in another order differ by rounding.
 TIE_TOLERANCE = 1e-9
 
@@ -187,13 +190,14 @@ def _average_order(average: AverageRow) -> tuple:
 
 def _baselines(session: Session, tasks: set[str]) -> tuple[list[LeaderboardRow], list[AverageRow]]:
     """Baseline rows of `tasks` (best first per task) and every baseline's averages. Accuracies are
-    stored in percent; task "average" holds the paper's own average."""
+    stored in percent; tasks `average` and `average_without_pathx` hold the paper's own averages
+    (over six tasks, and over the five without Path-X), which win over the ones computed here."""
     published: dict[str, dict[str, float | None]] = {}
-    sources: dict[str, str] = {}
+    sources: dict[tuple[str, str], str] = {}
     for baseline in session.scalars(select(Baseline).order_by(Baseline.id)):
         accuracy = None if baseline.test_accuracy is None else baseline.test_accuracy / 100
         published.setdefault(baseline.model, {})[baseline.task] = accuracy
-        sources[baseline.model] = baseline.source
+        sources[baseline.model, baseline.task] = baseline.source
 
     rows = []
     for model, by_task in published.items():
@@ -213,7 +217,7 @@ def _baselines(session: Session, tasks: set[str]) -> tuple[list[LeaderboardRow],
                     reparam=None,
                     train_eigenvalues=None,
                     is_baseline=True,
-                    source=sources[model],
+                    source=sources[model, task],
                 )
             )
     rows.sort(key=lambda row: (*_descending(row.mean), row.label))
@@ -221,18 +225,27 @@ def _baselines(session: Session, tasks: set[str]) -> tuple[list[LeaderboardRow],
     averages = []
     for model, by_task in published.items():
         with_chance = {t: (PATHX_CHANCE if t == PATHX and v is None else v) for t, v in by_task.items()}
-        lra_average = by_task.get("average")
+        lra_average = by_task.get(PUBLISHED_AVERAGE)
         if lra_average is None and all(with_chance.get(t) is not None for t in LRA_TASKS):
             lra_average = _mean_over(with_chance, LRA_TASKS)
-        without_pathx = {t: v for t, v in by_task.items() if v is not None}
+        without_pathx = by_task.get(PUBLISHED_AVERAGE_WITHOUT_PATHX)
+        if without_pathx is None:
+            without_pathx = _mean_over(
+                {t: v for t, v in by_task.items() if v is not None}, LRA_TASKS_WITHOUT_PATHX
+            )
+        # the averages' own sources where published, else the tasks' (one paper: one source)
+        cited = [
+            sources[model, t] for t in (PUBLISHED_AVERAGE, PUBLISHED_AVERAGE_WITHOUT_PATHX) if t in by_task
+        ]
+        cited = cited or [sources[model, t] for t in by_task]
         averages.append(
             AverageRow(
                 label=model,
                 lra_average=lra_average,
-                lra_average_without_pathx=_mean_over(without_pathx, LRA_TASKS_WITHOUT_PATHX),
+                lra_average_without_pathx=without_pathx,
                 tasks_present=[t for t in LRA_TASKS if t in by_task],
                 is_baseline=True,
-                source=sources[model],
+                source="; ".join(dict.fromkeys(cited)),
             )
         )
     return rows, sorted(averages, key=_average_order)
