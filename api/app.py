@@ -28,6 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.db import make_engine, require_migrated, session_factory
@@ -312,6 +313,7 @@ def create_app(
         """Sweeps submitted, trials by state, trial durations and request latency (Prometheus text)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(GZipMiddleware, minimum_size=1024)  # a leaderboard page is ~100 KB of JSON
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times the 413s too
     app.openapi = lambda: _openapi(app)

@@ -187,9 +187,14 @@ class Client:
         reparam: str | None = None,
         train_eigenvalues: bool | None = None,
         include_baselines: bool = True,
+        offset: int = 0,
+        limit: int | None = None,
     ) -> Leaderboard:
         """The board as `orchestrator.leaderboard` builds it (the same models), so a board from the
-        service and one computed locally render and compare alike."""
+        service and one computed locally render and compare alike.
+
+        With `limit`, that page of the rows; without, every row from `offset` on, fetched a page at
+        a time (the server's page size). A result added meanwhile can shift rows between pages."""
         params = {
             "sweep": sweep,
             "task": task,
@@ -199,7 +204,16 @@ class Client:
             "train_eigenvalues": train_eigenvalues,
             "baselines": include_baselines,
         }
-        return self._get("/leaderboard", Leaderboard, **params)
+        first = self._get("/leaderboard", Leaderboard, **params, offset=offset, limit=limit)
+        if limit is not None:
+            return first
+        rows = list(first.rows)
+        while rows and offset + len(rows) < first.total_rows:
+            page = self._get("/leaderboard", Leaderboard, **params, offset=offset + len(rows))
+            if not page.rows:
+                break
+            rows += page.rows
+        return first.model_copy(update={"rows": rows, "limit": None})
 
     def baselines(self) -> list[BaselineOut]:
         response = self.request("GET", "/baselines")

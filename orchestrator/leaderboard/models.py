@@ -113,7 +113,10 @@ class LeaderboardFilters(_Frozen):
 class Leaderboard(_Frozen):
     """Rows sorted by task (LRA tasks in their published order, then the others alphabetically), then
     rank; each task's baselines follow its rows, best first. Averages: the groups by LRA average (then
-    by the average without Path-X), then the baselines the same way."""
+    by the average without Path-X), then the baselines the same way.
+
+    A board may be one page of its rows: `rows` are those from `offset` on, at most `limit` of them
+    (None: all), out of `total_rows`; `averages` are always the whole board's."""
 
     model_config = ConfigDict(  # merged with _Frozen's
         json_schema_extra={
@@ -148,6 +151,9 @@ class Leaderboard(_Frozen):
                         "train_eigenvalues": None,
                         "include_baselines": True,
                     },
+                    "total_rows": 1,
+                    "offset": 0,
+                    "limit": 500,
                 }
             ]
         },
@@ -156,6 +162,9 @@ class Leaderboard(_Frozen):
     rows: list[LeaderboardRow]
     averages: list[AverageRow]
     filters: LeaderboardFilters
+    total_rows: int = Field(ge=0, description="rows on the whole board, over all pages")
+    offset: int = Field(0, ge=0, description="rows of the whole board before this page's")
+    limit: int | None = Field(None, ge=0, description="the page size asked for (null: to the end)")
 
 
 __all__ = ["AverageRow", "FiniteFloat", "Leaderboard", "LeaderboardFilters", "LeaderboardRow", "SweepIds"]

@@ -52,6 +52,8 @@ def leaderboard(
     reparam: str | None = None,
     train_eigenvalues: bool | None = None,
     include_baselines: bool = True,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Leaderboard:
     """The leaderboard of every completed trial, or of those matching the filters (all must match).
 
@@ -64,7 +66,12 @@ def leaderboard(
     (none for a synthetic task); without one, those of each LRA task that has rows on the board, or of
     all six when the board has no rows at all (a fresh database shows the published table). Baseline
     averages come with any baseline row or any group average.
+
+    `offset` and `limit` pick a page of the rows (`limit` None: to the end); `total_rows` counts them
+    all. The averages are the whole board's on every page.
     """
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"offset and limit must not be negative (got offset={offset}, limit={limit})")
     filters = LeaderboardFilters(
         sweep_id=sweep_id,
         task=task,
@@ -103,7 +110,10 @@ def leaderboard(
         if baseline_rows or averages:
             averages += baseline_averages
     rows = [row for name in sorted(by_task, key=_task_order) for row in by_task[name]]
-    return Leaderboard(rows=rows, averages=averages, filters=filters)
+    page = rows[offset:] if limit is None else rows[offset : offset + limit]
+    return Leaderboard(
+        rows=page, averages=averages, filters=filters, total_rows=len(rows), offset=offset, limit=limit
+    )
 
 
 # --- rows, ranks, averages, baselines ------------------------------------------------------------------

@@ -507,7 +507,8 @@ def test_the_board_is_json(sessions):
         add_trial(s, sweep, "pathfinder", 0.8)
         board = leaderboard(s, task="pathfinder")
     document = json.loads(json.dumps(board.to_dict()))
-    assert set(document) == {"rows", "averages", "filters"}
+    assert set(document) == {"rows", "averages", "filters", "total_rows", "offset", "limit"}
+    assert (document["total_rows"], document["offset"], document["limit"]) == (len(board.rows), 0, None)
     first = document["rows"][0]
     assert first["task"] == "pathfinder" and first["n_seeds"] == 2 and first["sweep_ids"] == [sweep]
     assert first["is_baseline"] is False and first["source"] is None
@@ -515,6 +516,25 @@ def test_the_board_is_json(sessions):
     assert any(a["label"] == "S4D-Lin" for a in document["averages"])
     # as a FastAPI response model would serialize it
     assert json.loads(TypeAdapter(Leaderboard).dump_json(board)) == document
+
+
+def test_pages_of_rows_make_up_the_whole_board(sessions):
+    with sessions() as s, s.begin():
+        sweep = add_sweep(s)
+        for i, task in enumerate(LRA_TASKS):
+            for init in ("inv", "lin", "legs"):
+                add_trial(s, sweep, task, 0.5 + 0.01 * i, init=init)
+        whole = leaderboard(s)
+        pages = [leaderboard(s, offset=offset, limit=7) for offset in range(0, whole.total_rows + 7, 7)]
+        with pytest.raises(ValueError, match="offset"):
+            leaderboard(s, offset=-1)
+
+    assert whole.total_rows == len(whole.rows) == 6 * 3 + 6 * 10  # 6 tasks × (3 groups + 10 baselines)
+    assert [row for page in pages for row in page.rows] == whole.rows
+    assert [len(page.rows) for page in pages] == [7] * 11 + [1, 0]
+    for number, page in enumerate(pages):
+        assert (page.total_rows, page.offset, page.limit) == (whole.total_rows, 7 * number, 7)
+        assert page.averages == whole.averages and page.filters == whole.filters
 
 
 def test_numbers_that_are_not_finite_are_null_and_unranked(sessions):
@@ -548,7 +568,9 @@ def test_the_models_turn_nan_and_infinity_into_null():
         label="x", lra_average=float("nan"), lra_average_without_pathx=-math.inf, tasks_present=[]
     )
     assert (average.lra_average, average.lra_average_without_pathx) == (None, None)
-    board = Leaderboard(rows=[row], averages=[average], filters=LeaderboardFilters(task="delay"))
+    board = Leaderboard(
+        rows=[row], averages=[average], filters=LeaderboardFilters(task="delay"), total_rows=1
+    )
     document = json.loads(board.model_dump_json())
     assert document["rows"][0]["std"] is None and document["averages"][0]["lra_average"] is None
     assert document == board.to_dict() and document["filters"]["task"] == "delay"
