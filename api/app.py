@@ -28,6 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.db import make_engine, require_migrated, session_factory
@@ -315,7 +316,8 @@ def create_app(
         """Sweeps submitted, trials by state, trial durations and request latency (Prometheus text)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost last: metrics → NUL check → token of a write → body deadline → body limit → routes.
+    # Outermost last: metrics → NUL check → token of a write → body deadline → body limit → gzip → routes.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)  # a leaderboard page is ~100 KB of JSON
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(BodyDeadlineMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(WriteAuthMiddleware)

@@ -12,7 +12,6 @@ answer, and `ServerUnreachable` (naming the URL) when no server answers.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from orchestrator.leaderboard import AverageRow, Leaderboard, LeaderboardRow
+from orchestrator.leaderboard import Leaderboard
 from orchestrator.settings import masked_text, masked_url
 
 from .schemas import (
@@ -190,9 +189,14 @@ class Client:
         reparam: str | None = None,
         train_eigenvalues: bool | None = None,
         include_baselines: bool = True,
+        offset: int = 0,
+        limit: int | None = None,
     ) -> Leaderboard:
-        """The board as `orchestrator.leaderboard` builds it (the same dataclasses), so a board from
-        the service and one computed locally render and compare alike."""
+        """The board as `orchestrator.leaderboard` builds it (the same models), so a board from the
+        service and one computed locally render and compare alike.
+
+        With `limit`, that page of the rows; without, every row from `offset` on, fetched a page at
+        a time (the server's page size). A result added meanwhile can shift rows between pages."""
         params = {
             "sweep": sweep,
             "task": task,
@@ -202,7 +206,16 @@ class Client:
             "train_eigenvalues": train_eigenvalues,
             "baselines": include_baselines,
         }
-        return leaderboard_from_dict(self.request("GET", "/leaderboard", params=params).json())
+        first = self._get("/leaderboard", Leaderboard, **params, offset=offset, limit=limit)
+        if limit is not None:
+            return first
+        rows = list(first.rows)
+        while rows and offset + len(rows) < first.total_rows:
+            page = self._get("/leaderboard", Leaderboard, **params, offset=offset + len(rows))
+            if not page.rows:
+                break
+            rows += page.rows
+        return first.model_copy(update={"rows": rows, "limit": None})
 
     def baselines(self) -> list[BaselineOut]:
         response = self.request("GET", "/baselines")
@@ -223,20 +236,6 @@ class Client:
     def metrics(self) -> str:
         """The Prometheus text."""
         return self.request("GET", "/metrics").text
-
-
-def leaderboard_from_dict(document: dict[str, Any]) -> Leaderboard:
-    """`Leaderboard.to_dict()` back into the dataclasses (fields the client does not know are dropped)."""
-
-    def build(cls, item: dict[str, Any]):
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in item.items() if k in known})
-
-    return Leaderboard(
-        rows=[build(LeaderboardRow, row) for row in document.get("rows", [])],
-        averages=[build(AverageRow, average) for average in document.get("averages", [])],
-        filters=dict(document.get("filters", {})),
-    )
 
 
 def _param(value: Any) -> Any:

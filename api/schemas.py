@@ -2,6 +2,7 @@
 
 Kept free of `ssm` and `orchestrator.spec` imports so that the client stays light; the sweep spec's
 own schema (`orchestrator.spec.SweepSpec`) is attached to the OpenAPI document by `api.routes.sweeps`.
+The leaderboard's models are the orchestrator's own (`orchestrator.leaderboard.models`), named here.
 Times are UTC (ISO 8601); metrics are fractions (accuracy 0.873), except the published baselines,
 which are in percent as papers print them.
 """
@@ -13,6 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from orchestrator.leaderboard.models import AverageRow as AverageRow  # re-exported: response bodies
+from orchestrator.leaderboard.models import Leaderboard as Leaderboard
+from orchestrator.leaderboard.models import LeaderboardFilters as LeaderboardFilters
+from orchestrator.leaderboard.models import LeaderboardRow as LeaderboardRow
 from orchestrator.models import SWEEP_STATES, TRIAL_STATES
 
 SweepState = Literal[SWEEP_STATES]  # type: ignore[valid-type]
@@ -242,99 +247,29 @@ class TrialMetrics(BaseModel):
 
 
 # --- leaderboard --------------------------------------------------------------------------------------
-
-
-class LeaderboardRowOut(BaseModel):
-    """`orchestrator.leaderboard.LeaderboardRow`: one task × configuration group, or a baseline."""
-
-    task: str
-    label: str
-    mean: float | None = Field(description="mean test metric over seeds, a fraction")
-    std: float | None = Field(description="sample std over seeds (null with one seed)")
-    n_seeds: int | None
-    rank: int | None = Field(description="1 for the best mean within the task (baselines: null)")
-    metric: str
-    group_key: str | None
-    layer: str | None
-    init: str | None
-    reparam: str | None
-    train_eigenvalues: bool | None
-    sweep_ids: list[int]
-    is_baseline: bool
-    source: str | None = Field(description="the paper and table of a baseline")
-
-
-class AverageRowOut(BaseModel):
-    """`orchestrator.leaderboard.AverageRow`: a configuration group's LRA average, or a baseline's."""
-
-    label: str
-    lra_average: float | None
-    lra_average_without_pathx: float | None
-    tasks_present: list[str]
-    group_key: str | None
-    is_baseline: bool
-    source: str | None
-
-
-class LeaderboardFilters(BaseModel):
-    sweep_id: int | None
-    task: str | None
-    layer: str | None
-    init: str | None
-    reparam: str | None
-    train_eigenvalues: bool | None
-    include_baselines: bool
-
-
-class LeaderboardOut(BaseModel):
-    model_config = _examples(
-        {
-            "rows": [
-                {
-                    "task": "listops",
-                    "label": "s4d · inv · exp · trained",
-                    "mean": 0.5912,
-                    "std": 0.004,
-                    "n_seeds": 3,
-                    "rank": 1,
-                    "metric": "accuracy",
-                    "group_key": "9c0e…",
-                    "layer": "s4d",
-                    "init": "inv",
-                    "reparam": "exp",
-                    "train_eigenvalues": True,
-                    "sweep_ids": [3],
-                    "is_baseline": False,
-                    "source": None,
-                }
-            ],
-            "averages": [],
-            "filters": {
-                "sweep_id": 3,
-                "task": None,
-                "layer": None,
-                "init": None,
-                "reparam": None,
-                "train_eigenvalues": None,
-                "include_baselines": True,
-            },
-        }
-    )
-
-    rows: list[LeaderboardRowOut]
-    averages: list[AverageRowOut]
-    filters: LeaderboardFilters
+# The board is `orchestrator.leaderboard.Leaderboard` (with LeaderboardRow, AverageRow and
+# LeaderboardFilters, imported above): one set of models for the query, the route and the client.
 
 
 class BaselineOut(BaseModel):
     model_config = _examples(
-        {"model": "S4D-LegS", "task": "listops", "test_accuracy": 60.47, "source": "Gu et al. 2022, Table 2"}
+        {
+            "model": "S4D-LegS",
+            "task": "listops",
+            "test_accuracy": 60.47,
+            "source": "Gu, Gupta, Goel, Ré 2022, On the Parameterization and Initialization of Diagonal "
+            'State Space Models (NeurIPS), LRA table, row "S4D-LegS"; as reprinted in Hasani et al. 2023, '
+            "Liquid Structural State-Space Models (ICLR), Table 1",
+        }
     )
 
     model: str
-    task: str = Field(description="an LRA task, or `average` for the paper's own average")
+    task: str = Field(
+        description="an LRA task; `average`: the paper's six-task average (a failed Path-X counted as 50%); "
+        "`average_without_pathx`: its own average over the five other tasks, where it publishes one"
+    )
     test_accuracy: float | None = Field(description="percent; null: the model failed the task (chance)")
-    source: str
+    source: str = Field(description="the paper and table")
 
 
 # --- health -------------------------------------------------------------------------------------------

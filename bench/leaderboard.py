@@ -16,8 +16,7 @@ with `rebuild_leaderboard_aggregates` — the state that recording each result w
 Timed: `--repeats` calls after one warm-up, each in a new session, reported as the median and as
 the fastest call (on a shared machine the fastest is the steadier measure of the work itself):
 - `all`: `leaderboard(session)`, the whole board (8 tasks × 300 groups, averages, baselines);
-- `json`: `leaderboard(session).to_dict()`, as the API sends it (each row's sweep ids are read from
-  their text only here: at 10⁶ results a row lists about a hundred sweeps);
+- `json`: `leaderboard(session).model_dump_json()`, the bytes the API sends;
 - `task`: `leaderboard(session, task="listops")`;
 - `sweep`: `leaderboard(session, sweep_id=1)`, one sweep (the same one at every size);
 - `plain`: the GROUP BY over results ⋈ trials that the board would run without `leaderboard_cells`
@@ -387,7 +386,7 @@ def measure(
 
     def as_json():
         with sessions() as s:
-            return leaderboard(s).to_dict()
+            return leaderboard(s).model_dump_json()
 
     timings = {
         "all": times_ms(board(), repeats),

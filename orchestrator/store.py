@@ -18,7 +18,7 @@ from ssm.config import TrialConfig
 from ssm.train import TrialResult
 
 from .db import insert_ignoring_conflicts
-from .leaderboard import record_result_aggregate
+from .leaderboard.aggregates import record_result_aggregate
 from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
 from .spec import SweepSpec, group_key, plan
 

@@ -151,6 +151,20 @@ def test_leaderboard_json_is_the_orchestrators_and_the_table_is_the_one_run_prin
     assert "(published)" in table.stdout and "LRA average" in table.stdout and "%" in table.stdout
 
 
+def test_the_client_reads_the_whole_board_a_page_at_a_time(sqlite_url, sessions_for):
+    sessions = sessions_for(sqlite_url)
+    tokens = make_tokens(sessions, "alice")
+    settings = service_settings(sqlite_url, max_page_size=4)
+    with ThreadedServer(settings) as served, Client(served.url, tokens["alice"]) as client:
+        finish_trials(sessions, client.submit(GRID_YAML).id)
+        whole, page = client.leaderboard(), client.leaderboard(offset=4, limit=4)
+        rest = client.leaderboard(offset=5)
+    with sessions() as s:
+        assert whole == leaderboard(s) and whole.total_rows > 3 * 4  # four pages at least
+        assert page == leaderboard(s, offset=4, limit=4)
+        assert rest.rows == leaderboard(s).rows[5:] and (rest.offset, rest.limit) == (5, None)
+
+
 def test_submit_wait_follows_the_sweep_and_prints_its_leaderboard(server, tmp_path):
     served, sessions, tokens = server
     path = tmp_path / "grid.yaml"

@@ -10,7 +10,6 @@ In process (TestClient: nothing leaves the loopback), bounded number of examples
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import os
@@ -111,7 +110,7 @@ def test_every_operation_is_documented_with_models_errors_and_examples(served):
         "SweepCreated",
         "SweepSummary",
         "TrialSummary",
-        "LeaderboardOut",
+        "Leaderboard",
         "Health",
         "ErrorResponse",
     ):
@@ -129,16 +128,18 @@ def test_the_documented_examples_match_their_schemas(served):
             assert not list(validator.iter_errors(example)), name
 
 
-def test_the_leaderboard_schema_has_every_field_of_the_orchestrators_rows():
-    from api.schemas import AverageRowOut, LeaderboardFilters, LeaderboardRowOut
-    from orchestrator.leaderboard import AverageRow, LeaderboardRow
+def test_the_leaderboard_is_documented_by_the_orchestrators_own_models(served):
+    from orchestrator.leaderboard import AverageRow, LeaderboardFilters, LeaderboardRow, leaderboard
 
-    assert set(LeaderboardRowOut.model_fields) == {f.name for f in dataclasses.fields(LeaderboardRow)}
-    assert set(AverageRowOut.model_fields) == {f.name for f in dataclasses.fields(AverageRow)}
-    from orchestrator.leaderboard import leaderboard
-
+    _, document, _ = served
+    answer = document["paths"]["/api/v1/leaderboard"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/Leaderboard"}
+    schemas = document["components"]["schemas"]
+    for model in (LeaderboardRow, AverageRow, LeaderboardFilters):
+        documented = schemas[model.__name__]
+        assert set(documented["properties"]) == set(documented["required"]) == set(model.model_fields)
     keywords = [p for p in inspect.signature(leaderboard).parameters if p != "session"]
-    assert set(LeaderboardFilters.model_fields) == set(keywords)
+    assert set(LeaderboardFilters.model_fields) | {"offset", "limit"} == set(keywords)
 
 
 # --- generated requests -------------------------------------------------------------------------------

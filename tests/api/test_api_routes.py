@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
+from api.deps import ServiceSettings
 from orchestrator import store
 from orchestrator.db import DatabaseNotMigrated, transaction
 from orchestrator.leaderboard import leaderboard
@@ -19,6 +20,7 @@ from orchestrator.models import Trial
 
 GRID_JSON = {"name": "grid-json", "tasks": ["delay"], "model": {"init": ["inv", "legs"]}, "seeds": [0, 1, 2]}
 YAML = {"Content-Type": "application/yaml"}
+DEFAULT_PAGE = ServiceSettings.model_fields["max_page_size"].default  # the leaderboard's default page
 
 
 @pytest.fixture
@@ -276,9 +278,9 @@ def test_leaderboard_is_the_orchestrators_and_follows_new_results(service):
     sweep_id = submit(client, tokens["alice"])["id"]
     finish_trials(sessions, sweep_id, n=4)  # the delay task, both inits, both seeds
 
-    def local(**filters):
+    def local(**filters):  # the first page, as the route answers by default
         with sessions() as s:
-            return json.loads(json.dumps(leaderboard(s, **filters).to_dict()))
+            return json.loads(json.dumps(leaderboard(s, limit=DEFAULT_PAGE, **filters).to_dict()))
 
     assert client.get("/api/v1/leaderboard").json() == local()
     board = client.get("/api/v1/leaderboard", params={"sweep": sweep_id}).json()
@@ -300,6 +302,50 @@ def test_leaderboard_is_the_orchestrators_and_follows_new_results(service):
     finish_trials(sessions, sweep_id)  # listops now too: a cached board must not hide it
     assert client.get("/api/v1/leaderboard", params={"sweep": sweep_id}).json() == local(sweep_id=sweep_id)
     assert client.get("/api/v1/leaderboard").json() == local()
+
+
+def test_the_leaderboard_comes_in_pages_with_an_etag_and_gzip(service):
+    client, sessions, tokens = service
+    sweep_id = submit(client, tokens["alice"])["id"]
+    finish_trials(sessions, sweep_id)  # delay and listops: 4 rows of ours, listops' baselines
+    with sessions() as s:
+        whole = json.loads(leaderboard(s).model_dump_json())
+    assert whole["total_rows"] == len(whole["rows"]) > 10
+
+    pages = [
+        client.get("/api/v1/leaderboard", params={"offset": o, "limit": 4}).json() for o in (0, 4, 8, 12)
+    ]
+    assert [row for page in pages for row in page["rows"]] == whole["rows"]
+    assert [(p["offset"], p["limit"], p["total_rows"]) for p in pages] == [
+        (o, 4, whole["total_rows"]) for o in (0, 4, 8, 12)
+    ]
+    assert all(page["averages"] == whole["averages"] for page in pages)
+    error = error_of(client.get("/api/v1/leaderboard", params={"limit": DEFAULT_PAGE + 1}), 422)
+    assert (error["code"], error["field"]) == ("page_too_large", "limit")
+    assert error_of(client.get("/api/v1/leaderboard", params={"offset": -1}), 422)["field"] == "offset"
+
+    first = client.get("/api/v1/leaderboard")
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"') and first.headers["cache-control"] == "no-cache"
+    again = client.get("/api/v1/leaderboard", headers={"If-None-Match": etag})
+    assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+    for if_none_match, status in ((etag.removeprefix("W/") + ', "x"', 304), ("*", 304), ('W/"x"', 200)):
+        assert (
+            client.get("/api/v1/leaderboard", headers={"If-None-Match": if_none_match}).status_code == status
+        )
+    assert client.get("/api/v1/leaderboard", params={"limit": 3}).headers["etag"] != etag  # another page
+
+    submit(client, tokens["alice"])  # the same grid again: reused results, listed under a new sweep
+    changed = client.get("/api/v1/leaderboard", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+
+    compressed = client.get("/api/v1/leaderboard", headers={"Accept-Encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert (
+        compressed.json() == client.get("/api/v1/leaderboard", headers={"Accept-Encoding": "identity"}).json()
+    )
+    small = client.get("/api/v1/leaderboard", params={"task": "none"}, headers={"Accept-Encoding": "gzip"})
+    assert len(small.content) < 1024 and "content-encoding" not in small.headers
 
 
 def test_baselines_health_and_metrics(service, db_url):

@@ -20,7 +20,7 @@ def test_upgrade_creates_every_table_and_seeds_baselines(engine, sessions):
         "scheduler_lease",
     } <= tables
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Baseline)) == 43
+        assert s.scalar(select(func.count()).select_from(Baseline)) == 72  # 0002's 43, then 0005
         s5 = s.scalar(select(Baseline).where(Baseline.model == "S5", Baseline.task == "pathx"))
         assert s5.test_accuracy == 98.58 and "Smith" in s5.source
         failed = s.scalar(select(Baseline).where(Baseline.model == "Transformer", Baseline.task == "pathx"))
@@ -31,7 +31,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
 
 
 def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
