@@ -7,10 +7,12 @@ whole tensors so a trainer can batch by fancy indexing (`ds.x[idx]`) without a D
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ DATA_DIR_ENV = "SSMBENCH_DATA_DIR"
 SPLITS = ("train", "val", "test")
 VAL_SPLIT_SEED = 42  # S4 carves validation sets with this seed
 SKIP_BAD_HINT = "pass skip_bad=True (CLI: --skip-bad) to skip bad items"
+OPTIONAL_EXTRA = "pip install 'ssmbench[tasks]'"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -35,6 +38,22 @@ class DataNotFoundError(FileNotFoundError):
         self.path = Path(path)
         self.provider = provider
         super().__init__(f"{what} not found: expected {self.path}. {provider}")
+
+
+def import_optional(module: str, distribution: str, needed_by: str) -> ModuleType:
+    """`module`, imported where it is used: a dependency of one task, not of the `ssm` core
+    (pyproject.toml's `tasks` extra). Missing, it raises ModuleNotFoundError naming what needs it and
+    the install command."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or module.split(".")[0] != error.name.split(".")[0]:
+            raise  # the package is there but broken: its own error says more
+        raise ModuleNotFoundError(
+            f"{needed_by} needs {distribution}, which is not installed: "
+            f"pip install {distribution} (or {OPTIONAL_EXTRA})",
+            name=error.name,
+        ) from None
 
 
 class DataFormatError(ValueError):

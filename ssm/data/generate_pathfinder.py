@@ -45,9 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ssm.data.base import check_int
+from ssm.data.base import check_int, import_optional
 from ssm.data.image import pathfinder_level
 
 SELF_SEPARATION = 1  # a path does not touch its own earlier dashes
@@ -343,6 +342,7 @@ def _write_images(
 ) -> list[str]:
     """Draw and save images first_index.. (file numbers first_j.. within batch `batch`); returns
     their metadata lines. Runs in worker processes: the images depend only on the arguments."""
+    Image = import_optional("PIL.Image", "pillow", "generating Pathfinder images")
     distractor_length = max(1, contour_length // 3)
     lines = []
     for offset, label in enumerate(labels):

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from ssm.data.base import (
     SPLITS,
@@ -44,6 +43,7 @@ from ssm.data.base import (
     check_fraction,
     check_int,
     check_sizes,
+    import_optional,
     make_splits,
 )
 from ssm.data.cache import CacheWriter, SplitArrays, entry_metadata, entry_split, load_or_build
@@ -273,6 +273,7 @@ def read_pathfinder_metadata(level_dir: Path, provider: str, bad: BadItems) -> l
 
 def read_png(path: Path, side: int, bad: BadItems) -> np.ndarray | None:
     """The grayscale pixels (side, side) uint8 of one image, or None (reported to `bad`)."""
+    Image = import_optional("PIL.Image", "pillow", "reading Pathfinder images")
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("L"))

@@ -39,6 +39,7 @@ from ssm.data.base import (
     check_bool,
     check_int,
     check_sizes,
+    import_optional,
     split_rng,
     subsample,
 )
@@ -327,12 +328,11 @@ def make_digits(
     seed: int = 0,
 ) -> Task:
     """scikit-learn's 8×8 digits as 64-step sequences (10 classes, 1 channel, mean pooling)."""
-    from sklearn.datasets import load_digits
-
     max_len = check_int("max_len", max_len)
     sizes = check_sizes(n_train, n_val, n_test)
     seed = check_int("seed", seed, minimum=0)
-    images, labels = load_digits(return_X_y=True)
+    datasets = import_optional("sklearn.datasets", "scikit-learn", "the digits task")
+    images, labels = datasets.load_digits(return_X_y=True)
     order = np.random.default_rng(VAL_SPLIT_SEED).permutation(len(labels))
     n_held = len(labels) // 10
     index = {
