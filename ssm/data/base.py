@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -190,6 +190,36 @@ def carve_validation(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarra
     permutation = np.random.default_rng(VAL_SPLIT_SEED).permutation(n)
     n_train = int(n * (1.0 - val_fraction))
     return np.sort(permutation[:n_train]), np.sort(permutation[n_train:])
+
+
+@dataclass(frozen=True)
+class FileTaskOptions:
+    """The options every LRA loader takes, checked: sequence length, split sizes, subsampling seed,
+    and whether corrupt items are skipped."""
+
+    max_len: int
+    sizes: dict[str, int | None]
+    seed: int
+    skip_bad: bool
+
+
+def check_file_task_options(
+    max_len: Any, n_train: Any, n_val: Any, n_test: Any, seed: Any, skip_bad: Any
+) -> FileTaskOptions:
+    """The common LRA options after checking each; ValueError naming the first bad one."""
+    return FileTaskOptions(
+        max_len=check_int("max_len", max_len),
+        sizes=check_sizes(n_train, n_val, n_test),
+        seed=check_int("seed", seed, minimum=0),
+        skip_bad=check_bool("skip_bad", skip_bad),
+    )
+
+
+def require_files(paths: Iterable[Path], provider: str, what: str) -> None:
+    """DataNotFoundError for the first of `paths` that is not a file."""
+    for path in paths:
+        if not path.is_file():
+            raise DataNotFoundError(path, provider, what=what)
 
 
 def check_fraction(name: str, value: object) -> float:
