@@ -80,30 +80,13 @@ class Geometry:
         return math.floor(self.gap) + 1
 
 
-GEOMETRIES = {
-    32: Geometry(
-        32,
-        paddle_length=1.5,
-        gap=1.5,
-        marker_half=1,
-        border=1,
-        seed_distance=7.0,
-        n_distractors=5,
-        turn_std=0.5,
-        max_turn=1.6,
-    ),
-    128: Geometry(
-        128,
-        paddle_length=5.0,
-        gap=3.0,
-        marker_half=2,
-        border=1,
-        seed_distance=20.0,
-        n_distractors=15,
-        turn_std=0.3,
-        max_turn=1.0,
-    ),
-}
+# One row per image size, the columns in Geometry's field order:
+#   size  paddle_length  gap  marker_half  border  seed_distance  n_distractors  turn_std  max_turn
+GEOMETRY_TABLE = [
+    (32, 1.5, 1.5, 1, 1, 7.0, 5, 0.5, 1.6),
+    (128, 5.0, 3.0, 2, 1, 20.0, 15, 0.3, 1.0),
+]
+GEOMETRIES = {row[0]: Geometry(*row) for row in GEOMETRY_TABLE}
 
 
 def _round(value: float) -> int:
