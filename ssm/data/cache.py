@@ -266,7 +266,8 @@ class SplitArrays:
     def append(self, x: np.ndarray, y: Any, length: Any) -> None:
         """Write one example at row `n` and move on. `x` may be shorter than a row along each axis:
         it fills the leading part, the rest stays zero (padding)."""
-        self.x[(self.n, *(slice(0, size) for size in np.shape(x)))] = x
+        x = np.asarray(x)
+        self.x[(self.n, *(slice(0, size) for size in x.shape))] = x
         self.y[self.n] = y
         self.lengths[self.n] = length
         self.n += 1
