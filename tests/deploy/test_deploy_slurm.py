@@ -110,7 +110,7 @@ def fake_allocation(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
         SLURM_CPUS_PER_TASK="1",
         SSMBENCH_RAY_PORT=str(free_port(ports)),
         SSMBENCH_RAY_HEAD_IP="127.0.0.1",
-        SSMBENCH_RAY_START_TIMEOUT="60",
+        SSMBENCH_RAY_START_TIMEOUT="120",  # a loaded machine starts Ray slowly
         SSMBENCH_RAY_HEAD_ARGS=" ".join(head_args),
         SSMBENCH_RAY_NODE_ARGS=" ".join(node_args),
         FAKE_TEMP_DIR=str(temp_dir),
@@ -141,7 +141,7 @@ def kill_processes_using(temp_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def run_script(env: dict[str, str], *args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+def run_script(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
         ["bash", str(SCRIPT), *args],
         env=env,
