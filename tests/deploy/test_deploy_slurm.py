@@ -9,7 +9,6 @@ would see — `ray status` through RAY_ADDRESS — in place of a sweep. Ray gets
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.local_cluster import free_port
+from tests.e2e.local_cluster import free_port, ray_processes, signal_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "slurm" / "ssmbench.sbatch"
@@ -116,29 +115,8 @@ def fake_allocation(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
         FAKE_TEMP_DIR=str(temp_dir),
     )
     yield env, record
-    kill_processes_using(temp_dir)
+    signal_processes(ray_processes(temp_dir), signal.SIGKILL)  # only what a failed run left
     shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def processes_using(temp_dir: Path) -> list[int]:
-    """Processes whose command line names `temp_dir`: the Ray processes of this test only."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(temp_dir).encode() in cmdline:
-            found.append(int(entry))
-    return found
-
-
-def kill_processes_using(temp_dir: Path) -> None:
-    for pid in processes_using(temp_dir):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def run_script(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -171,7 +149,7 @@ def test_ray_starts_on_the_allocation_and_the_driver_reaches_it(fake_allocation)
     assert f"RAY_ADDRESS=127.0.0.1:{env['SSMBENCH_RAY_PORT']}" in driver
     assert "Active:" in driver and driver.count("node_") == 1, driver
     assert f"Ray head on {NODE} (127.0.0.1:{env['SSMBENCH_RAY_PORT']}), 0 worker node(s)" in result.stdout
-    assert not processes_using(Path(env["FAKE_TEMP_DIR"])), "Ray processes left after the job"
+    assert not ray_processes(Path(env["FAKE_TEMP_DIR"])), "Ray processes left after the job"
 
 
 @pytest.mark.parametrize(
