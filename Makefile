@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel on this machine; unpinned torch pulls CUDA builds.
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	# dev = the service extra (Ray, FastAPI, SQLAlchemy, ...: what demo and test run) + the test tools.
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -1,9 +1,60 @@
-"""The `ssmbench` command line: one module per command group, registered here."""
+"""The `ssmbench` command line: one module per command group, registered here.
+
+The console script runs `console_script()`: the CLI needs the `service` extra, and without it the
+user gets one line naming the install command instead of a traceback.
+"""
 
 import os
 import sys
+from typing import NoReturn
 
-import typer
+# Import names of the `service` extra's distributions, its `tasks` extra included (pyproject.toml;
+# tests/test_packaging.py keeps the two in step).
+SERVICE_MODULES = frozenset(
+    {
+        "alembic",
+        "fastapi",
+        "httpx",
+        "optuna",
+        "PIL",
+        "prometheus_client",
+        "psycopg",
+        "pydantic_settings",
+        "ray",
+        "rich",
+        "scipy",
+        "sklearn",
+        "sqlalchemy",
+        "starlette",
+        "typer",
+        "uvicorn",
+        "yaml",
+    }
+)
+SERVICE_INSTALL = "pip install 'ssmbench[service]'"
+
+
+def missing_service_message(error: ModuleNotFoundError) -> str | None:
+    """The one-line message for a service dependency that is not installed; None when the missing
+    module is not one of them (a real bug, whose traceback should show)."""
+    module = (error.name or "").split(".")[0]
+    if module not in SERVICE_MODULES:
+        return None
+    return f"error: ssmbench needs the service dependencies ({module} is not installed): {SERVICE_INSTALL}"
+
+
+def _exit_missing(error: ModuleNotFoundError) -> NoReturn:
+    message = missing_service_message(error)
+    if message is None:
+        raise error
+    print(message, file=sys.stderr)
+    raise SystemExit(1)  # 1: not the input's fault (api/cli/common.py's `fail`)
+
+
+try:
+    import typer
+except ModuleNotFoundError as missing:
+    _exit_missing(missing)
 
 
 class _OneLineErrors(typer.Typer):
@@ -16,6 +67,8 @@ class _OneLineErrors(typer.Typer):
         except Exception as err:
             if os.environ.get("SSMBENCH_DEBUG"):
                 raise
+            if isinstance(err, ModuleNotFoundError) and missing_service_message(err):
+                _exit_missing(err)
             from orchestrator.settings import masked_text
 
             from .common import err_console
@@ -75,4 +128,16 @@ def _register() -> None:
     app.add_typer(data_app, name="data")
 
 
-_register()
+def console_script() -> None:
+    """The `ssmbench` console script: the typer app, with a missing service dependency (imported
+    inside a command) reported in one line."""
+    try:
+        app()
+    except ModuleNotFoundError as error:
+        _exit_missing(error)
+
+
+try:
+    _register()
+except ModuleNotFoundError as missing:
+    _exit_missing(missing)

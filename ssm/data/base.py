@@ -7,10 +7,12 @@ whole tensors so a trainer can batch by fancy indexing (`ds.x[idx]`) without a D
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ DATA_DIR_ENV = "SSMBENCH_DATA_DIR"
 SPLITS = ("train", "val", "test")
 VAL_SPLIT_SEED = 42  # S4 carves validation sets with this seed
 SKIP_BAD_HINT = "pass skip_bad=True (CLI: --skip-bad) to skip bad items"
+OPTIONAL_EXTRA = "pip install 'ssmbench[tasks]'"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -35,6 +38,22 @@ class DataNotFoundError(FileNotFoundError):
         self.path = Path(path)
         self.provider = provider
         super().__init__(f"{what} not found: expected {self.path}. {provider}")
+
+
+def import_optional(module: str, distribution: str, needed_by: str) -> ModuleType:
+    """`module`, imported where it is used: a dependency of one task, not of the `ssm` core
+    (pyproject.toml's `tasks` extra). Missing, it raises ModuleNotFoundError naming what needs it and
+    the install command."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or module.split(".")[0] != error.name.split(".")[0]:
+            raise  # the package is there but broken: its own error says more
+        raise ModuleNotFoundError(
+            f"{needed_by} needs {distribution}, which is not installed: "
+            f"pip install {distribution} (or {OPTIONAL_EXTRA})",
+            name=error.name,
+        ) from None
 
 
 class DataFormatError(ValueError):
@@ -171,6 +190,36 @@ def carve_validation(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarra
     permutation = np.random.default_rng(VAL_SPLIT_SEED).permutation(n)
     n_train = int(n * (1.0 - val_fraction))
     return np.sort(permutation[:n_train]), np.sort(permutation[n_train:])
+
+
+@dataclass(frozen=True)
+class FileTaskOptions:
+    """The options every LRA loader takes, checked: sequence length, split sizes, subsampling seed,
+    and whether corrupt items are skipped."""
+
+    max_len: int
+    sizes: dict[str, int | None]
+    seed: int
+    skip_bad: bool
+
+
+def check_file_task_options(
+    max_len: Any, n_train: Any, n_val: Any, n_test: Any, seed: Any, skip_bad: Any
+) -> FileTaskOptions:
+    """The common LRA options after checking each; ValueError naming the first bad one."""
+    return FileTaskOptions(
+        max_len=check_int("max_len", max_len),
+        sizes=check_sizes(n_train, n_val, n_test),
+        seed=check_int("seed", seed, minimum=0),
+        skip_bad=check_bool("skip_bad", skip_bad),
+    )
+
+
+def require_files(paths: Iterable[Path], provider: str, what: str) -> None:
+    """DataNotFoundError for the first of `paths` that is not a file."""
+    for path in paths:
+        if not path.is_file():
+            raise DataNotFoundError(path, provider, what=what)
 
 
 def check_fraction(name: str, value: object) -> float:

@@ -11,6 +11,9 @@ changed are deleted after a rebuild. On POSIX a deleted file stays readable thro
 maps, so tensors another process loaded earlier remain valid when this one rebuilds.
 
 If the data directory is read-only, the arrays are built in a scratch directory and held in memory.
+
+The end of the module is what every LRA loader does with an entry: fill its splits one example at a
+time (`fill_splits`, `build_info`) and make the Task over it (`lra_task`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ssm.data.base import SPLITS, BadItems, FileTaskOptions, Task, make_splits
 
 CACHE_FORMAT = 1
 CACHE_DIR_NAME = ".cache"
@@ -231,8 +236,9 @@ def _prune(task_dir: Path, *, keep: Path, source_root: str, source_hash: str) ->
 class SplitArrays:
     """One split's `x`, `y` and `lengths` arrays in a cache entry, filled one example at a time.
 
-    Loaders write example `n` into `x[n]`, `y[n]`, `lengths[n]` (x is zero-filled: padding is free),
-    then call `next()`; `close()` records how many examples were written.
+    Loaders write example `n` with `append(x, y, length)`, or into `x[n]`, `y[n]`, `lengths[n]`
+    themselves followed by `next()` (x is zero-filled: padding is free); `close()` records how many
+    examples were written.
     """
 
     def __init__(
@@ -257,6 +263,15 @@ class SplitArrays:
     def next(self) -> None:
         self.n += 1
 
+    def append(self, x: np.ndarray, y: Any, length: Any) -> None:
+        """Write one example at row `n` and move on. `x` may be shorter than a row along each axis:
+        it fills the leading part, the rest stays zero (padding)."""
+        x = np.asarray(x)
+        self.x[(self.n, *(slice(0, size) for size in x.shape))] = x
+        self.y[self.n] = y
+        self.lengths[self.n] = length
+        self.n += 1
+
     def close(self) -> int:
         for part in ("x", "y", "lengths"):
             self.writer.set_rows(f"{self.split}.{part}", self.n)
@@ -275,3 +290,59 @@ def entry_metadata(entry: CacheEntry) -> dict[str, Any]:
         "cache_path": str(entry.path) if entry.path is not None else None,
         **entry.info,
     }
+
+
+def fill_splits(
+    writer: CacheWriter,
+    capacity: Mapping[str, int],
+    x_shape: tuple[int, ...],
+    x_dtype: type,
+    examples: Callable[[str], Iterable[tuple[np.ndarray, Any, Any]]],
+) -> dict[str, int]:
+    """Each split's arrays filled with the (x, y, length) of `examples(split)`, at most
+    `capacity[split]` of them; returns the number written per split."""
+    counts = {}
+    for split in SPLITS:
+        arrays = SplitArrays(writer, split, capacity[split], x_shape, x_dtype)
+        for x, y, length in examples(split):
+            arrays.append(x, y, length)
+        counts[split] = arrays.close()
+    return counts
+
+
+def build_info(counts: dict[str, int], *bad: BadItems) -> dict[str, Any]:
+    """The info dict a loader's `build` returns: examples per split and the corrupt items skipped."""
+    return {
+        "counts": counts,
+        "skipped": sum(b.count for b in bad),
+        "skipped_items": [example for b in bad for example in b.examples],
+    }
+
+
+def lra_task(
+    entry: CacheEntry,
+    name: str,
+    common: FileTaskOptions,
+    options: dict[str, Any],
+    source: Path,
+    **facts: Any,
+) -> Task:
+    """LRA task `name` over a loaded cache entry: its splits subsampled to `common.sizes`, a pooled
+    classification with mean pooling and length `common.max_len`. `facts` are the remaining `Task`
+    fields (`n_classes`, `d_input`, `input_type`, `paired`). The metadata records the source, the
+    cache status, the builder's info, and the preprocessing `options` with the seed."""
+    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, common.sizes, seed=common.seed)
+    return Task(
+        name=name,
+        **splits,
+        kind="classification",
+        seq_len=common.max_len,
+        output="pooled",
+        pooling="mean",
+        **facts,
+        metadata={
+            "source": str(source),
+            **entry_metadata(entry),
+            "options": {**options, "seed": common.seed},
+        },
+    )

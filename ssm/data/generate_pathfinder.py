@@ -45,9 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ssm.data.base import check_int
+from ssm.data.base import check_int, import_optional
 from ssm.data.image import pathfinder_level
 
 SELF_SEPARATION = 1  # a path does not touch its own earlier dashes
@@ -81,30 +80,13 @@ class Geometry:
         return math.floor(self.gap) + 1
 
 
-GEOMETRIES = {
-    32: Geometry(
-        32,
-        paddle_length=1.5,
-        gap=1.5,
-        marker_half=1,
-        border=1,
-        seed_distance=7.0,
-        n_distractors=5,
-        turn_std=0.5,
-        max_turn=1.6,
-    ),
-    128: Geometry(
-        128,
-        paddle_length=5.0,
-        gap=3.0,
-        marker_half=2,
-        border=1,
-        seed_distance=20.0,
-        n_distractors=15,
-        turn_std=0.3,
-        max_turn=1.0,
-    ),
-}
+# One row per image size, the columns in Geometry's field order:
+#   size  paddle_length  gap  marker_half  border  seed_distance  n_distractors  turn_std  max_turn
+GEOMETRY_TABLE = [
+    (32, 1.5, 1.5, 1, 1, 7.0, 5, 0.5, 1.6),
+    (128, 5.0, 3.0, 2, 1, 20.0, 15, 0.3, 1.0),
+]
+GEOMETRIES = {row[0]: Geometry(*row) for row in GEOMETRY_TABLE}
 
 
 def _round(value: float) -> int:
@@ -343,6 +325,7 @@ def _write_images(
 ) -> list[str]:
     """Draw and save images first_index.. (file numbers first_j.. within batch `batch`); returns
     their metadata lines. Runs in worker processes: the images depend only on the arguments."""
+    Image = import_optional("PIL.Image", "pillow", "generating Pathfinder images")
     distractor_length = max(1, contour_length // 3)
     lines = []
     for offset, label in enumerate(labels):

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from ssm.data.base import (
     SPLITS,
@@ -41,12 +41,12 @@ from ssm.data.base import (
     Task,
     carve_validation,
     check_bool,
+    check_file_task_options,
     check_fraction,
-    check_int,
-    check_sizes,
-    make_splits,
+    import_optional,
+    require_files,
 )
-from ssm.data.cache import CacheWriter, SplitArrays, entry_metadata, entry_split, load_or_build
+from ssm.data.cache import CacheWriter, SplitArrays, build_info, fill_splits, load_or_build, lra_task
 
 LRA_RELEASE = "the LRA release (lra_release.gz from https://github.com/google-research/long-range-arena)"
 
@@ -141,22 +141,18 @@ def load_image(
     val_fraction: float = 0.1,
 ) -> Task:
     """LRA image: CIFAR-10 from `<data_dir>/cifar-10-batches-py/` (10 classes, 1 or 3 channels)."""
-    max_len = check_int("max_len", max_len)
-    sizes = check_sizes(n_train, n_val, n_test)
-    seed = check_int("seed", seed, minimum=0)
-    skip_bad = check_bool("skip_bad", skip_bad)
+    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     val_fraction = check_fraction("val_fraction", val_fraction)
     rgb = check_bool("rgb", rgb)
     root = data_dir / CIFAR_DIR
     files = {split: [root / name for name in names] for split, names in CIFAR_FILES.items()}
-    for path in files["train"] + files["test"]:
-        if not path.is_file():
-            raise DataNotFoundError(path, CIFAR_PROVIDER.format(data_dir=data_dir), what="CIFAR-10 batch")
+    sources = files["train"] + files["test"]
+    require_files(sources, CIFAR_PROVIDER.format(data_dir=data_dir), what="CIFAR-10 batch")
     channels = 3 if rgb else 1
-    steps = min(max_len, CIFAR_PIXELS)
+    steps = min(common.max_len, CIFAR_PIXELS)
 
     def build(writer: CacheWriter) -> dict:
-        bad = BadItems(skip_bad)
+        bad = BadItems(common.skip_bad)
         pixels, labels = {}, {}
         for split, paths in files.items():
             batches = [read_cifar_batch(path, bad) for path in paths]
@@ -171,7 +167,7 @@ def load_image(
         counts = {}
         for split in SPLITS:
             split_pixels, split_labels = chosen[split]
-            arrays = SplitArrays(writer, split, len(split_labels), (max_len, channels), np.float32)
+            arrays = SplitArrays(writer, split, len(split_labels), (common.max_len, channels), np.float32)
             for start in range(0, len(split_labels), 1000):
                 stop = min(start + 1000, len(split_labels))
                 arrays.x[start:stop, :steps] = cifar_to_sequence(split_pixels[start:stop], rgb)[:, :steps]
@@ -179,23 +175,17 @@ def load_image(
             arrays.lengths[: len(split_labels)] = steps
             arrays.n = len(split_labels)
             counts[split] = arrays.close()
-        return {"counts": counts, "skipped": bad.count, "skipped_items": bad.examples}
+        return build_info(counts, bad)
 
-    options = {"max_len": max_len, "skip_bad": skip_bad, "rgb": rgb, "val_fraction": val_fraction}
-    sources = files["train"] + files["test"]
+    options = {
+        "max_len": common.max_len,
+        "skip_bad": common.skip_bad,
+        "rgb": rgb,
+        "val_fraction": val_fraction,
+    }
     entry = load_or_build(data_dir, "image", options, sources, CIFAR_DIR, build)
-    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, sizes, seed=seed)
-    return Task(
-        name="image",
-        **splits,
-        kind="classification",
-        n_classes=10,
-        d_input=channels,
-        seq_len=max_len,
-        input_type="continuous",
-        output="pooled",
-        pooling="mean",
-        metadata={"source": str(root), **entry_metadata(entry), "options": {**options, "seed": seed}},
+    return lra_task(
+        entry, "image", common, options, root, n_classes=10, d_input=channels, input_type="continuous"
     )
 
 
@@ -273,6 +263,7 @@ def read_pathfinder_metadata(level_dir: Path, provider: str, bad: BadItems) -> l
 
 def read_png(path: Path, side: int, bad: BadItems) -> np.ndarray | None:
     """The grayscale pixels (side, side) uint8 of one image, or None (reported to `bad`)."""
+    Image = import_optional("PIL.Image", "pillow", "reading Pathfinder images")
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("L"))
@@ -288,122 +279,66 @@ def read_png(path: Path, side: int, bad: BadItems) -> np.ndarray | None:
     return pixels
 
 
-def _load_pathfinder(
-    name: str,
-    side: int,
-    data_dir: Path,
-    *,
-    level: str,
-    max_len: int,
-    n_train: int | None,
-    n_val: int | None,
-    n_test: int | None,
-    seed: int,
-    skip_bad: bool,
-) -> Task:
-    """Pathfinder at `side`×`side` pixels (`pathfinder32` or `pathfinder128`), as task `name`."""
-    max_len = check_int("max_len", max_len)
-    sizes = check_sizes(n_train, n_val, n_test)
-    seed = check_int("seed", seed, minimum=0)
-    skip_bad = check_bool("skip_bad", skip_bad)
-    level_name, contour_length = resolve_level(level)
-    source_root = f"pathfinder{side}/{level_name}"
-    level_dir = data_dir / source_root
-    provider = (
-        f"Generate it with `ssmbench data generate pathfinder --size {side} "
-        f"--contour-length {contour_length} --out {data_dir}`, or unpack {LRA_RELEASE} into {data_dir}."
+def _pathfinder_loader(name: str, side: int, dataset: str) -> Callable[..., Task]:
+    """The loader of task `name`: Pathfinder images of `side`×`side` pixels from
+    `<data_dir>/pathfinder<side>/<level>/`, as LRA's `dataset` (one loader, two image sizes)."""
+
+    def load(
+        data_dir: Path,
+        *,
+        level: str = "curv_contour_length_14",
+        max_len: int = side * side,
+        n_train: int | None = None,
+        n_val: int | None = None,
+        n_test: int | None = None,
+        seed: int = 0,
+        skip_bad: bool = False,
+    ) -> Task:
+        common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
+        level_name, contour_length = resolve_level(level)
+        source_root = f"pathfinder{side}/{level_name}"
+        level_dir = data_dir / source_root
+        provider = (
+            f"Generate it with `ssmbench data generate pathfinder --size {side} "
+            f"--contour-length {contour_length} --out {data_dir}`, or unpack {LRA_RELEASE} into {data_dir}."
+        )
+        metadata_bad = BadItems(common.skip_bad)
+        items = read_pathfinder_metadata(level_dir, provider, metadata_bad)
+        # LRA's split in metadata order: the first 80% train, the next 10% val, the last 10% test.
+        n_held = int(0.1 * len(items))
+        first_val, first_test = len(items) - 2 * n_held, len(items) - n_held
+        ranges = {"train": (0, first_val), "val": (first_val, first_test), "test": (first_test, len(items))}
+        steps = min(common.max_len, side * side)
+
+        def build(writer: CacheWriter) -> dict:
+            bad = BadItems(common.skip_bad)
+
+            def examples(split: str) -> Iterator[tuple[np.ndarray, int, int]]:
+                start, stop = ranges[split]
+                for path, label in items[start:stop]:
+                    pixels = read_png(path, side, bad)
+                    if pixels is not None:
+                        # (v/255 − 0.5)/0.5, one channel
+                        yield (pixels.reshape(-1)[:steps] / 127.5 - 1.0)[:, None], label, steps
+
+            capacity = {split: stop - start for split, (start, stop) in ranges.items()}
+            counts = fill_splits(writer, capacity, (common.max_len, 1), np.float32, examples)
+            return build_info(counts, metadata_bad, bad)
+
+        options = {"max_len": common.max_len, "skip_bad": common.skip_bad, "level": level_name}
+        sources = [*sorted((level_dir / "metadata").glob("*.npy")), *(path for path, _ in items)]
+        entry = load_or_build(data_dir, name, options, sources, source_root, build)
+        return lra_task(
+            entry, name, common, options, level_dir, n_classes=2, d_input=1, input_type="continuous"
+        )
+
+    load.__name__ = load.__qualname__ = f"load_{name}"
+    load.__doc__ = (
+        f"LRA {dataset}: {side}×{side} images from `<data_dir>/pathfinder{side}/<level>/` "
+        f"(2 classes, length {side * side})."
     )
-    metadata_bad = BadItems(skip_bad)
-    items = read_pathfinder_metadata(level_dir, provider, metadata_bad)
-    # LRA's split in metadata order: the first 80% train, the next 10% val, the last 10% test.
-    n_held = int(0.1 * len(items))
-    first_val, first_test = len(items) - 2 * n_held, len(items) - n_held
-    ranges = {"train": (0, first_val), "val": (first_val, first_test), "test": (first_test, len(items))}
-    steps = min(max_len, side * side)
-
-    def build(writer: CacheWriter) -> dict:
-        bad = BadItems(skip_bad)
-        counts = {}
-        for split in SPLITS:
-            start, stop = ranges[split]
-            arrays = SplitArrays(writer, split, stop - start, (max_len, 1), np.float32)
-            for path, label in items[start:stop]:
-                pixels = read_png(path, side, bad)
-                if pixels is None:
-                    continue
-                arrays.x[arrays.n, :steps, 0] = pixels.reshape(-1)[:steps] / 127.5 - 1.0  # (v/255−0.5)/0.5
-                arrays.y[arrays.n] = label
-                arrays.lengths[arrays.n] = steps
-                arrays.next()
-            counts[split] = arrays.close()
-        skipped = metadata_bad.count + bad.count
-        return {"counts": counts, "skipped": skipped, "skipped_items": metadata_bad.examples + bad.examples}
-
-    options = {"max_len": max_len, "skip_bad": skip_bad, "level": level_name}
-    sources = [*sorted((level_dir / "metadata").glob("*.npy")), *(path for path, _ in items)]
-    entry = load_or_build(data_dir, name, options, sources, source_root, build)
-    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, sizes, seed=seed)
-    return Task(
-        name=name,
-        **splits,
-        kind="classification",
-        n_classes=2,
-        d_input=1,
-        seq_len=max_len,
-        input_type="continuous",
-        output="pooled",
-        pooling="mean",
-        metadata={"source": str(level_dir), **entry_metadata(entry), "options": {**options, "seed": seed}},
-    )
+    return load
 
 
-def load_pathfinder(
-    data_dir: Path,
-    *,
-    level: str = "curv_contour_length_14",
-    max_len: int = 32 * 32,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-) -> Task:
-    """LRA Pathfinder: 32×32 images from `<data_dir>/pathfinder32/<level>/` (2 classes)."""
-    return _load_pathfinder(
-        "pathfinder",
-        32,
-        data_dir,
-        level=level,
-        max_len=max_len,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        seed=seed,
-        skip_bad=skip_bad,
-    )
-
-
-def load_pathx(
-    data_dir: Path,
-    *,
-    level: str = "curv_contour_length_14",
-    max_len: int = 128 * 128,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-) -> Task:
-    """LRA Path-X: 128×128 images from `<data_dir>/pathfinder128/<level>/` (2 classes, length 16384)."""
-    return _load_pathfinder(
-        "pathx",
-        128,
-        data_dir,
-        level=level,
-        max_len=max_len,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        seed=seed,
-        skip_bad=skip_bad,
-    )
+load_pathfinder = _pathfinder_loader("pathfinder", 32, "Pathfinder")
+load_pathx = _pathfinder_loader("pathx", 128, "Path-X")

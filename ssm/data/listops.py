@@ -17,18 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssm.data.base import (
-    SPLITS,
-    BadItems,
-    DataNotFoundError,
-    Task,
-    check_bool,
-    check_int,
-    check_sizes,
-    count_lines,
-    make_splits,
-)
-from ssm.data.cache import CacheWriter, SplitArrays, entry_metadata, entry_split, load_or_build
+from ssm.data.base import SPLITS, BadItems, Task, check_file_task_options, count_lines, require_files
+from ssm.data.cache import CacheWriter, build_info, fill_splits, load_or_build, lra_task
 
 LISTOPS_DIR = "listops-1000"
 SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
@@ -102,42 +92,25 @@ def load_listops(
     skip_bad: bool = False,
 ) -> Task:
     """The ListOps task from `<data_dir>/listops-1000/` (10 classes, tokens, mean pooling)."""
-    max_len = check_int("max_len", max_len)
-    sizes = check_sizes(n_train, n_val, n_test)
-    seed = check_int("seed", seed, minimum=0)
-    skip_bad = check_bool("skip_bad", skip_bad)
+    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     root = data_dir / LISTOPS_DIR
     paths = {split: root / SPLIT_FILES[split] for split in SPLITS}
-    for path in paths.values():
-        if not path.is_file():
-            raise DataNotFoundError(path, PROVIDER.format(data_dir=data_dir), what="ListOps split")
+    require_files(paths.values(), PROVIDER.format(data_dir=data_dir), what="ListOps split")
 
     def build(writer: CacheWriter) -> dict:
-        bad = BadItems(skip_bad)
-        counts = {}
-        for split, path in paths.items():
-            arrays = SplitArrays(writer, split, count_lines(path), (max_len,), np.int64)
-            for ids, target in read_listops_tsv(path, bad):
-                ids = ids[:max_len]
-                arrays.x[arrays.n, : len(ids)] = ids
-                arrays.y[arrays.n] = target
-                arrays.lengths[arrays.n] = len(ids)
-                arrays.next()
-            counts[split] = arrays.close()
-        return {"counts": counts, "skipped": bad.count, "skipped_items": bad.examples}
+        bad = BadItems(common.skip_bad)
 
-    options = {"max_len": max_len, "skip_bad": skip_bad}
+        def examples(split: str) -> Iterator[tuple[list[int], int, int]]:
+            for ids, target in read_listops_tsv(paths[split], bad):
+                ids = ids[: common.max_len]
+                yield ids, target, len(ids)
+
+        capacity = {split: count_lines(path) for split, path in paths.items()}
+        counts = fill_splits(writer, capacity, (common.max_len,), np.int64, examples)
+        return build_info(counts, bad)
+
+    options = {"max_len": common.max_len, "skip_bad": common.skip_bad}
     entry = load_or_build(data_dir, "listops", options, paths.values(), LISTOPS_DIR, build)
-    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, sizes, seed=seed)
-    return Task(
-        name="listops",
-        **splits,
-        kind="classification",
-        n_classes=10,
-        d_input=VOCAB_SIZE,
-        seq_len=max_len,
-        input_type="tokens",
-        output="pooled",
-        pooling="mean",
-        metadata={"source": str(root), **entry_metadata(entry), "options": {**options, "seed": seed}},
+    return lra_task(
+        entry, "listops", common, options, root, n_classes=10, d_input=VOCAB_SIZE, input_type="tokens"
     )

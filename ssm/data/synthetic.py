@@ -39,6 +39,7 @@ from ssm.data.base import (
     check_bool,
     check_int,
     check_sizes,
+    import_optional,
     split_rng,
     subsample,
 )
@@ -173,6 +174,35 @@ def memory_kernel(kind: str, length: int, scale: float) -> np.ndarray:
     return rho / np.linalg.norm(rho)
 
 
+def _memory_task(
+    kind: str,
+    scale_name: str,
+    scale: Any,
+    seq_len: Any,
+    max_len: Any,
+    nonlinear: Any,
+    n_train: Any,
+    n_val: Any,
+    n_test: Any,
+    seed: Any,
+) -> Task:
+    """memory-exp or memory-poly (`kind` "exp" or "poly") from the options as given, checked here;
+    `scale_name` is the option that holds the kernel's scale (T or p)."""
+    length = _resolve_length(seq_len, max_len, 128)
+    scale = _positive(scale_name, scale)
+    nonlinear = check_bool("nonlinear", nonlinear)
+    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
+    seed = check_int("seed", seed, minimum=0)
+    return _regression_task(
+        f"memory-{kind}",
+        memory_kernel(kind, length, scale),
+        nonlinear=nonlinear,
+        sizes=sizes,
+        seed=seed,
+        options={"seq_len": length, scale_name: scale, "nonlinear": nonlinear},
+    )
+
+
 def make_memory_exp(
     *,
     seq_len: int | None = None,
@@ -185,19 +215,7 @@ def make_memory_exp(
     seed: int = 0,
 ) -> Task:
     """Exponentially decaying memory ρ(s) = e^{−s/T} (default length 128, T = 16 steps)."""
-    length = _resolve_length(seq_len, max_len, 128)
-    T = _positive("T", T)
-    nonlinear = check_bool("nonlinear", nonlinear)
-    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
-    seed = check_int("seed", seed, minimum=0)
-    return _regression_task(
-        "memory-exp",
-        memory_kernel("exp", length, T),
-        nonlinear=nonlinear,
-        sizes=sizes,
-        seed=seed,
-        options={"seq_len": length, "T": T, "nonlinear": nonlinear},
-    )
+    return _memory_task("exp", "T", T, seq_len, max_len, nonlinear, n_train, n_val, n_test, seed)
 
 
 def make_memory_poly(
@@ -212,19 +230,7 @@ def make_memory_poly(
     seed: int = 0,
 ) -> Task:
     """Polynomially decaying memory ρ(s) = (s+1)^{−p} (default length 128, p = 1.5)."""
-    length = _resolve_length(seq_len, max_len, 128)
-    p = _positive("p", p)
-    nonlinear = check_bool("nonlinear", nonlinear)
-    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
-    seed = check_int("seed", seed, minimum=0)
-    return _regression_task(
-        "memory-poly",
-        memory_kernel("poly", length, p),
-        nonlinear=nonlinear,
-        sizes=sizes,
-        seed=seed,
-        options={"seq_len": length, "p": p, "nonlinear": nonlinear},
-    )
+    return _memory_task("poly", "p", p, seq_len, max_len, nonlinear, n_train, n_val, n_test, seed)
 
 
 def linear_filter_kernel(length: int, order: int, filter_seed: int) -> np.ndarray:
@@ -327,12 +333,11 @@ def make_digits(
     seed: int = 0,
 ) -> Task:
     """scikit-learn's 8×8 digits as 64-step sequences (10 classes, 1 channel, mean pooling)."""
-    from sklearn.datasets import load_digits
-
     max_len = check_int("max_len", max_len)
     sizes = check_sizes(n_train, n_val, n_test)
     seed = check_int("seed", seed, minimum=0)
-    images, labels = load_digits(return_X_y=True)
+    datasets = import_optional("sklearn.datasets", "scikit-learn", "the digits task")
+    images, labels = datasets.load_digits(return_X_y=True)
     order = np.random.default_rng(VAL_SPLIT_SEED).permutation(len(labels))
     n_held = len(labels) // 10
     index = {

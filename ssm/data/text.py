@@ -32,14 +32,12 @@ from ssm.data.base import (
     DataNotFoundError,
     Task,
     carve_validation,
-    check_bool,
+    check_file_task_options,
     check_fraction,
-    check_int,
-    check_sizes,
     count_lines,
-    make_splits,
+    require_files,
 )
-from ssm.data.cache import CacheWriter, SplitArrays, entry_metadata, entry_split, load_or_build
+from ssm.data.cache import CacheWriter, SplitArrays, build_info, fill_splits, load_or_build, lra_task
 
 BYTE_VOCAB_SIZE = 257  # padding 0, then bytes 0..255 as 1..256
 
@@ -111,10 +109,7 @@ def load_text(
     val_fraction: float = 0.1,
 ) -> Task:
     """LRA text: IMDB reviews from `<data_dir>/aclImdb/` (2 classes, byte tokens, mean pooling)."""
-    max_len = check_int("max_len", max_len)
-    sizes = check_sizes(n_train, n_val, n_test)
-    seed = check_int("seed", seed, minimum=0)
-    skip_bad = check_bool("skip_bad", skip_bad)
+    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     val_fraction = check_fraction("val_fraction", val_fraction)
     root = data_dir / IMDB_DIR
     train_reviews = list_imdb_reviews(root, "train")
@@ -126,36 +121,23 @@ def load_text(
     }
 
     def build(writer: CacheWriter) -> dict:
-        bad = BadItems(skip_bad)
-        counts = {}
-        for split in SPLITS:
-            arrays = SplitArrays(writer, split, len(reviews[split]), (max_len,), np.int64)
-            for path, label in reviews[split]:
-                data = read_document(path, max_len, bad)
-                if data is None:
-                    continue
-                arrays.x[arrays.n, : len(data)] = byte_ids(data)
-                arrays.y[arrays.n] = label
-                arrays.lengths[arrays.n] = len(data)
-                arrays.next()
-            counts[split] = arrays.close()
-        return {"counts": counts, "skipped": bad.count, "skipped_items": bad.examples}
+        bad = BadItems(common.skip_bad)
 
-    options = {"max_len": max_len, "skip_bad": skip_bad, "val_fraction": val_fraction}
+        def examples(split: str) -> Iterator[tuple[np.ndarray, int, int]]:
+            for path, label in reviews[split]:
+                data = read_document(path, common.max_len, bad)
+                if data is not None:
+                    yield byte_ids(data), label, len(data)
+
+        capacity = {split: len(reviews[split]) for split in SPLITS}
+        counts = fill_splits(writer, capacity, (common.max_len,), np.int64, examples)
+        return build_info(counts, bad)
+
+    options = {"max_len": common.max_len, "skip_bad": common.skip_bad, "val_fraction": val_fraction}
     sources = (path for split in SPLITS for path, _ in reviews[split])
     entry = load_or_build(data_dir, "text", options, sources, IMDB_DIR, build)
-    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, sizes, seed=seed)
-    return Task(
-        name="text",
-        **splits,
-        kind="classification",
-        n_classes=2,
-        d_input=BYTE_VOCAB_SIZE,
-        seq_len=max_len,
-        input_type="tokens",
-        output="pooled",
-        pooling="mean",
-        metadata={"source": str(root), **entry_metadata(entry), "options": {**options, "seed": seed}},
+    return lra_task(
+        entry, "text", common, options, root, n_classes=2, d_input=BYTE_VOCAB_SIZE, input_type="tokens"
     )
 
 
@@ -206,43 +188,28 @@ def load_retrieval(
     skip_bad: bool = False,
 ) -> Task:
     """LRA retrieval: AAN document pairs from `<data_dir>/tsv_data/` (2 classes, paired byte tokens)."""
-    max_len = check_int("max_len", max_len)
-    sizes = check_sizes(n_train, n_val, n_test)
-    seed = check_int("seed", seed, minimum=0)
-    skip_bad = check_bool("skip_bad", skip_bad)
+    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     root = data_dir / AAN_DIR
     paths = {split: root / AAN_FILES[split] for split in SPLITS}
-    for path in paths.values():
-        if not path.is_file():
-            raise DataNotFoundError(path, AAN_PROVIDER.format(data_dir=data_dir), what="AAN pairs file")
+    require_files(paths.values(), AAN_PROVIDER.format(data_dir=data_dir), what="AAN pairs file")
 
     def build(writer: CacheWriter) -> dict:
-        bad = BadItems(skip_bad)
+        bad = BadItems(common.skip_bad)
         counts = {}
         for split, path in paths.items():
-            arrays = SplitArrays(writer, split, count_lines(path), (2, max_len), np.int64, lengths_shape=(2,))
+            arrays = SplitArrays(
+                writer, split, count_lines(path), (2, common.max_len), np.int64, lengths_shape=(2,)
+            )
             for label, text1, text2 in read_aan_tsv(path, bad):
-                for j, text in enumerate((text1[:max_len], text2[:max_len])):
+                for j, text in enumerate((text1[: common.max_len], text2[: common.max_len])):
                     arrays.x[arrays.n, j, : len(text)] = byte_ids(text)
                     arrays.lengths[arrays.n, j] = len(text)
                 arrays.y[arrays.n] = label
                 arrays.next()
             counts[split] = arrays.close()
-        return {"counts": counts, "skipped": bad.count, "skipped_items": bad.examples}
+        return build_info(counts, bad)
 
-    options = {"max_len": max_len, "skip_bad": skip_bad}
+    options = {"max_len": common.max_len, "skip_bad": common.skip_bad}
     entry = load_or_build(data_dir, "retrieval", options, paths.values(), AAN_DIR, build)
-    splits = make_splits({s: entry_split(entry, s) for s in SPLITS}, sizes, seed=seed)
-    return Task(
-        name="retrieval",
-        **splits,
-        kind="classification",
-        n_classes=2,
-        d_input=BYTE_VOCAB_SIZE,
-        seq_len=max_len,
-        input_type="tokens",
-        output="pooled",
-        pooling="mean",
-        paired=True,
-        metadata={"source": str(root), **entry_metadata(entry), "options": {**options, "seed": seed}},
-    )
+    facts = {"n_classes": 2, "d_input": BYTE_VOCAB_SIZE, "input_type": "tokens", "paired": True}
+    return lra_task(entry, "retrieval", common, options, root, **facts)

@@ -19,6 +19,7 @@ KUBERAY = DEPLOY / "kuberay"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 GUIDE = DEPLOY / "README.md"
+SLURM_SCRIPT = DEPLOY / "slurm" / "ssmbench.sbatch"
 RAYCLUSTER_SCHEMA = KUBERAY / "schema" / "raycluster.ray.io_v1.subset.json"
 COMPOSE_SCHEMA = DEPLOY / "schema" / "compose-spec.subset.json"
 KUBERNETES_VERSION = "1.33.0"  # one of the versions kubernetes-validate ships schemas for (offline)
@@ -163,13 +164,19 @@ def argv_commands(argv: list[str]) -> list[list[str]]:
 
 
 def tool_invocation(command: list[str]) -> list[str] | None:
-    """The `ssmbench ...` or `ray ...` that a command runs — as its command word, after the `--` of
-    `kubectl exec POD -- ...`, or after the service of `docker compose run|exec SERVICE ...` — or None."""
+    """The `ssmbench ...` or `ray ...` that a command runs — as its command word, after the options of
+    `srun`, after the `--` of `kubectl exec POD -- ...`, or after the service of
+    `docker compose run|exec SERVICE ...` — or None."""
     if not command:
         return None
     name = command[0].rsplit("/", 1)[-1]
     if name in ("ssmbench", "ray"):
         return [name, *command[1:]]
+    if command[0] == "srun":  # srun --option=value ... COMMAND (options written with `=`)
+        rest = command[1:]
+        while rest and rest[0].startswith("-"):
+            rest = rest[1:]
+        return tool_invocation(rest)
     if command[0] == "kubectl" and "--" in command:
         return tool_invocation(command[command.index("--") + 1 :])
     if command[:2] == ["docker", "compose"] and len(command) > 3 and command[2] in ("run", "exec"):
@@ -284,5 +291,28 @@ def guide_invocations() -> list[Invocation]:
     return found
 
 
+def slurm_invocations() -> list[Invocation]:
+    """Commands of the sbatch script that start with `srun`, `ray` or `ssmbench` (continuation lines
+    joined; the `"${array[@]}"` and `"$@"` expansions, which add options at run time, dropped)."""
+    found, pending = [], ""
+    for number, line in enumerate(SLURM_SCRIPT.read_text().splitlines(), 1):
+        text = line.strip()
+        if text.endswith("\\"):
+            pending += text[:-1] + " "
+            continue
+        script, pending = pending + text, ""
+        if script.split(" ", 1)[0] not in ("srun", "ray", "ssmbench"):
+            continue
+        script = re.sub(r'"\$(\{\w+\[@\]\}|@)"', "", script)
+        found += _from_argvs(f"slurm/ssmbench.sbatch line {number}", simple_commands(script))
+    return found
+
+
 def all_invocations() -> list[Invocation]:
-    return dockerfile_invocations() + compose_invocations() + manifest_invocations() + guide_invocations()
+    return (
+        dockerfile_invocations()
+        + compose_invocations()
+        + manifest_invocations()
+        + guide_invocations()
+        + slurm_invocations()
+    )

@@ -111,6 +111,24 @@ def stop_tree(proc: subprocess.Popen, grace: float) -> None:
         proc.wait(10)
 
 
+def ray_processes(temp_dir: Path) -> dict[int, int]:
+    """{pid: start time} of the live processes of the Ray node started with `--temp-dir=temp_dir`:
+    those with the (unique) temp dir on their command line — raylet, GCS, agents — and their
+    descendants (Ray's workers rename themselves)."""
+    marker = str(temp_dir).encode()
+    found: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.update(process_tree(int(entry)))
+    return found
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:
@@ -167,20 +185,8 @@ class RayNode(Process):
         raise RuntimeError(f"{self.name}: no raylet process found")
 
     def leftovers(self) -> dict[int, int]:
-        """Processes of this node still alive, found by its unique temp dir on their command line
-        (raylet, GCS, agents) together with their descendants (Ray's workers rename themselves)."""
-        marker = str(self.temp_dir).encode()
-        found: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker in cmdline:
-                found.update(process_tree(int(entry)))
-        return found
+        """Processes of this node still alive (`ray_processes` of its temp dir)."""
+        return ray_processes(self.temp_dir)
 
     def ray_logs(self, lines: int = 15) -> str:
         """The tails of this node's own Ray logs (raylet, GCS on the head), for a failing test."""
