@@ -357,6 +357,32 @@ def test_cancelling_a_search_sweep_fails_its_unfinished_optuna_trials(url, sessi
         coordinator.close(sessions)
 
 
+def test_the_epoch_hook_needs_no_ask_first_and_reports_each_epoch_once(url, sessions):
+    sweep_id = submit(sessions, SEARCH.format(sampler="random", pruner="median", n_trials=4, epochs=3))
+    grid_id = submit(sessions, "name: g\ntasks: [delay]\n")
+    coordinator = SearchCoordinator(url)  # a scheduler just started: no ask has seen either sweep
+    try:
+        hook = coordinator.epoch_hook(sweep_id)
+        assert hook is not None and coordinator.epoch_hook(grid_id) is None
+        with transaction(sessions) as s:
+            coordinator.ask(s)
+        with sessions() as s:
+            trial = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id)).first()
+        # no completed trial yet: the median pruner keeps everything going
+        assert hook(trial.id, {"epoch": 0, "val_accuracy": 0.25}) is True
+        assert hook(trial.id, {"epoch": 0, "val_accuracy": 0.75}) is True  # a retried epoch: reported once
+        assert hook(trial.id, {"epoch": 1, "val_accuracy": 0.5}) is True
+        assert hook(trial.id, {"epoch": 2}) is True  # no objective metric: nothing to report
+        storage = coordinator.storage
+        study_id = storage.get_study_id_from_name(f"ssmbench-sweep{sweep_id}-cell0-task0-delay")
+        frozen = storage.get_trial(
+            storage.get_trial_id_from_study_id_trial_number(study_id, trial.optuna_trial)
+        )
+        assert frozen.intermediate_values == {1: 0.25, 2: 0.5}  # step = epochs completed
+    finally:
+        coordinator.close(sessions)
+
+
 def test_a_stored_search_sweep_that_cannot_run_is_cancelled_not_searched(url, sessions):
     # a grid sampler over continuous ranges, as an older version might have stored it
     sweep_id = submit(sessions, SEARCH.format(sampler="random", pruner="none", n_trials=4, epochs=2))
