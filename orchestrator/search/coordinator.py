@@ -68,7 +68,7 @@ class SearchCoordinator:
     def __init__(self, database_url: str, sessions: sessionmaker[Session] | None = None):
         self.database_url = database_url
         self.sessions = sessions or process_sessions(database_url)  # for plans read outside a pass
-        self.optuna = OptunaStudies(database_url)
+        self.studies = OptunaStudies(database_url)
         self._plans: dict[int, SearchPlan | None] = {}  # None: a grid sweep, or a search that cannot run
         self._open: set[int] = set()  # open search sweeps at the last `ask`
         self._closing: set[int] | None = None  # closed sweeps that may hold untold trials; None: not scanned
@@ -78,11 +78,11 @@ class SearchCoordinator:
     @property
     def storage(self):
         """Optuna's storage (`optuna.storages.RDBStorage`), opened on first use."""
-        return self.optuna.storage
+        return self.studies.storage
 
     @property
     def storage_url(self) -> str:
-        return self.optuna.storage_url
+        return self.studies.storage_url
 
     def _plan(
         self, session: Session, sweep_id: int, spec_json: dict[str, Any] | None = None
@@ -151,10 +151,10 @@ class SearchCoordinator:
             return
         sweep = session.get(Sweep, sweep_id)
         for _ in range(room):
-            ref = self.optuna.next_study(plan)
+            ref = self.studies.next_study(plan)
             if ref is None:
                 return
-            number, params = self.optuna.ask(plan, ref)
+            number, params = self.studies.ask(plan, ref)
             self._materialize(session, sweep, plan, ref, number, params)
 
     @staticmethod
@@ -201,14 +201,14 @@ class SearchCoordinator:
             )
             session.add(trial)
             session.flush()
-            self.optuna.link(plan, ref, number, trial.id)
-            self.optuna.tell(plan, ref, number, "failed")
+            self.studies.link(plan, ref, number, trial.id)
+            self.studies.tell(plan, ref, number, "failed")
             log.warning("sweep %s: Optuna trial %s of %s is invalid: %s", sweep.id, number, ref.name, err)
             return trial
         (trial,) = store.add_trials(session, sweep, [config], resources)
         trial.optuna_trial = number
         session.flush()
-        self.optuna.link(plan, ref, number, trial.id)
+        self.studies.link(plan, ref, number, trial.id)
         if trial.state in FINAL_TRIAL_STATES:  # a reused result
             self._tell_trial(session, plan, trial)
         return trial
@@ -231,10 +231,10 @@ class SearchCoordinator:
         if ref is None:
             log.warning("trial %s matches no study of sweep %s", trial.id, plan.sweep_id)
             return False
-        if not self.optuna.is_running(plan, ref, trial.optuna_trial):
+        if not self.studies.is_running(plan, ref, trial.optuna_trial):
             return False
         state, values = self._outcome(session, plan, trial)
-        self.optuna.tell(plan, ref, trial.optuna_trial, state, values)
+        self.studies.tell(plan, ref, trial.optuna_trial, state, values)
         return True
 
     def _outcome(self, session: Session, plan: SearchPlan, trial: Trial) -> tuple[str, Any]:
@@ -265,7 +265,7 @@ class SearchCoordinator:
         of ours (orphans) older than `orphan_grace_seconds` are, by `orphans`: "adopt"ed (stored as our
         trials while the budget allows, else told FAIL), told "fail", or left alone ("keep"). A younger
         orphan may be a trial another scheduler is storing this instant. Returns trials adopted."""
-        running = {(ref.index, t.number): t for ref in plan.studies for t in self.optuna.running(plan, ref)}
+        running = {(ref.index, t.number): t for ref in plan.studies for t in self.studies.running(plan, ref)}
         self._orphans[plan.sweep_id] = 0
         if not running:
             return 0
@@ -304,7 +304,7 @@ class SearchCoordinator:
                 stored += 1
                 adopted += 1
             else:
-                self.optuna.tell(plan, ref, number, "failed")
+                self.studies.tell(plan, ref, number, "failed")
         self._orphans[plan.sweep_id] = left
         return adopted
 
@@ -346,7 +346,7 @@ class SearchCoordinator:
         """Tell Optuna about every trial that finished since the last pass (the last trials of a
         sweep often finish in the pass that closes it), then release the storage. Never raises."""
         try:
-            if self.optuna.opened:
+            if self.studies.opened:
                 with (sessions or self.sessions)() as session, session.begin():
                     for sweep_id in sorted(self._open | (self._closing or set())):
                         plan = self._plan(session, sweep_id)
@@ -354,7 +354,7 @@ class SearchCoordinator:
                             self.reconcile(session, plan, orphans="keep")
         except Exception:
             log.exception("telling Optuna about finished trials on close failed; the next scheduler will")
-        self.optuna.close()
+        self.studies.close()
 
     # --- the epoch hook -----------------------------------------------------------------------------
     def epoch_hook(self, sweep_id: int) -> EpochHook | None:

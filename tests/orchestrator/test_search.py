@@ -210,7 +210,7 @@ def test_a_restarted_scheduler_continues_the_search_without_losing_or_duplicatin
     orphan_study = optuna.load_study(study_name=plan.studies[0].name, storage=optuna_storage_url(url))
     orphan = orphan_study.ask(plan.distributions)
     first.engine.dispose()
-    first.search.optuna.close()
+    first.search.studies.close()
 
     second = Scheduler(
         url, settings_for(url, tmp_path, lease_seconds=1.0), train_fn=shaped, poll_seconds=0.02
@@ -395,7 +395,7 @@ def test_a_stored_search_sweep_that_cannot_run_is_cancelled_not_searched(url, se
     with sessions() as s:
         assert s.get(Sweep, sweep_id).state == "cancelled"
         assert store.state_counts(s, sweep_id) == {}
-    assert not coordinator.optuna.opened  # no study was made
+    assert not coordinator.studies.opened  # no study was made
     coordinator.close(sessions)
 
 
