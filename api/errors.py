@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.errors import key_path
+
 from .schemas import ErrorResponse
 
 log = logging.getLogger("api")
@@ -128,13 +130,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _location(loc: tuple | list) -> str | None:
     """("query", "limit") → "limit"; ("body", "model", 0) → "model[0]"."""
-    parts: list[str] = []
-    for item in loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
-            parts.append(str(item))
-    return ".".join(parts) or None
+    return (
+        key_path(loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc) or None
+    )
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:

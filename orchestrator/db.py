@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -33,14 +33,23 @@ class DatabaseNotMigrated(RuntimeError):
     """The database lacks our tables or is behind the code's schema."""
 
 
+def engine_options(url: str) -> dict[str, Any]:
+    """`create_engine`'s options for `url`, for `make_engine` and for engines made by others from a
+    URL (Optuna's storage): SQLite waits 30 s for a lock; PostgreSQL pre-pings, so a connection the
+    server dropped is replaced."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url`. SQLite gets WAL (readers never block the writer), a 30 s busy timeout
-    and foreign keys; PostgreSQL gets pre-ping, so a connection the server dropped is replaced."""
+    """An engine for `url` with `engine_options`. SQLite also gets WAL (readers never block the
+    writer), a 30 s busy timeout and foreign keys on every connection."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, **engine_options(url))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -52,7 +61,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, **engine_options(url))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

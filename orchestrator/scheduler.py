@@ -84,7 +84,7 @@ class Scheduler:
         self._last_bookkeeping = 0.0
         self._totals: tuple[float, dict[str, float]] = (0.0, {})
         self._remote = ray.remote(max_retries=0)(run_trial)
-        self.search = SearchCoordinator(database_url)  # Optuna, for sweeps with a search block
+        self.search = SearchCoordinator(database_url, self.sessions)  # Optuna, for sweeps with a search block
 
     # --- the lease ------------------------------------------------------------------------------
     def acquire_lease(self) -> bool:
@@ -140,7 +140,7 @@ class Scheduler:
         bookkeeping = finished or now - self._last_bookkeeping > 0.5
         if bookkeeping and self.search is not None:
             with transaction(self.sessions) as s:
-                self.search.ask(s, self)
+                self.search.ask(s, self._cluster_totals())
         started = self._start_pending()
         if bookkeeping:
             with transaction(self.sessions) as s:
@@ -214,13 +214,17 @@ class Scheduler:
                     "trial %s attempt %s had a stale heartbeat: now %s", trial.id, trial.attempt, state
                 )
 
-    def _capacity(self) -> tuple[float, float]:
-        """Free CPUs and GPUs: the cluster's totals (re-read every 2 s: nodes join and leave) minus
-        what our in-flight trials asked for."""
+    def _cluster_totals(self) -> dict[str, float]:
+        """The cluster's resources (`ray.cluster_resources()`), re-read every 2 s: nodes join and leave."""
         read_at, totals = self._totals
         if time.monotonic() - read_at > 2.0:
             totals = ray.cluster_resources()
             self._totals = (time.monotonic(), totals)
+        return totals
+
+    def _capacity(self) -> tuple[float, float]:
+        """Free CPUs and GPUs: the cluster's totals minus what our in-flight trials asked for."""
+        totals = self._cluster_totals()
         used_cpus = sum(f.cpus for f in self.in_flight.values())
         used_gpus = sum(f.gpus for f in self.in_flight.values())
         return totals.get("CPU", 0.0) - used_cpus, totals.get("GPU", 0.0) - used_gpus

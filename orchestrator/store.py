@@ -269,16 +269,11 @@ def close_finished_sweeps(session: Session) -> list[int]:
     for sweep in open_sweeps:
         counts = state_counts(session, sweep.id)
         unfinished = sum(n for s, n in counts.items() if s not in FINAL_TRIAL_STATES)
-        wanted = sweep.spec.get("search") and sum(counts.values()) < _search_budget(sweep)
+        wanted = (
+            sweep.spec.get("search")
+            and sum(counts.values()) < SweepSpec.model_validate(sweep.spec).trial_budget()
+        )
         if unfinished == 0 and counts and not wanted:
             sweep.state, sweep.finished_at = "completed", utcnow()
             closed.append(sweep.id)
     return closed
-
-
-def _search_budget(sweep: Sweep) -> int:
-    spec = SweepSpec.model_validate(sweep.spec)
-    total = spec.n_trials()
-    if spec.budget.max_trials is not None:
-        total = min(total, spec.budget.max_trials)
-    return total

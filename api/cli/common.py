@@ -12,6 +12,8 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
+from orchestrator.errors import key_path
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -25,9 +27,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def validation_message(err: ValidationError, prefix: str = "") -> str:
     """The first pydantic error as `key.path: message`."""
     first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
     extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{prefix}{path}: {first['msg']}{extra}"
+    return f"{prefix}{key_path(first['loc'])}: {first['msg']}{extra}"
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

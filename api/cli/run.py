@@ -37,16 +37,16 @@ def run_command(
     The embedded mode migrates its database itself; `ssmbench serve` refuses an unmigrated one.
     """
     from orchestrator.settings import Settings
-    from orchestrator.spec import SpecError, load_spec
+    from orchestrator.spec import SpecError, parse_spec
 
     settings = Settings()
     url = _database_url(db)
     try:
         text = spec_path.read_text()
-    except OSError as err:
-        fail(f"cannot read {spec_path}: {err.strerror or err}")
+    except (OSError, UnicodeDecodeError) as err:
+        fail(f"cannot read {spec_path}: {getattr(err, 'strerror', None) or err}")
     try:
-        spec = load_spec(text, max_trials=settings.max_trials_per_sweep)
+        spec = parse_spec(text, "application/yaml", max_trials=settings.max_trials_per_sweep)
     except SpecError as err:
         fail(f"{spec_path}: {err}")
 
@@ -71,7 +71,7 @@ def run_command(
             else:
                 if reused:
                     console.print(f"{reused} trial(s) reuse results already in the database")
-                _run_with_progress(scheduler, sweep_id, spec.name, spec.n_trials())
+                _run_with_progress(scheduler, sweep_id, spec.name, spec.trial_budget())
         finally:
             scheduler.close()
         show_leaderboard(sessions, sweep_id, json_output)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Any
 
@@ -16,8 +15,7 @@ from orchestrator.cluster import check_resources
 from orchestrator.db import transaction
 from orchestrator.models import Sweep
 from orchestrator.queries import list_sweeps, list_trials, sweep_summary
-from orchestrator.search import validate_search
-from orchestrator.spec import SpecError, SweepSpec, load_spec, validate_spec
+from orchestrator.spec import SPEC_MEDIA_TYPES, SpecError, SweepSpec, parse_spec
 
 from ..deps import (
     API_PREFIX,
@@ -46,8 +44,6 @@ from ..schemas import (
 router = APIRouter(prefix=f"{API_PREFIX}/sweeps", tags=["sweeps"])
 log = logging.getLogger("api")
 
-JSON_TYPES = ("application/json",)
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 QUICKSTART_YAML = """\
 name: quickstart
 tasks: [delay, {name: listops, max_len: 256, n_train: 2000}]
@@ -77,15 +73,16 @@ _SPEC_BODY = {
 }
 
 
-def parse_spec(
+def read_spec(
     body: bytes, content_type: str, max_trials: int, nodes: list[dict[str, Any]] | None = None
 ) -> SweepSpec:
-    """The validated spec from a request body; ServiceError 415/422 naming the key path otherwise.
+    """The validated spec from a request body (`orchestrator.spec.parse_spec`); ServiceError 415/422
+    naming the key path otherwise.
 
     With the cluster's `nodes` (a replica that runs the scheduler knows them), a spec whose trials
     fit on no node is refused too (`resources`); an API-only replica cannot check that."""
     media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type not in JSON_TYPES + YAML_TYPES:
+    if media_type not in SPEC_MEDIA_TYPES:
         raise ServiceError(
             415,
             "unsupported_media_type",
@@ -97,35 +94,15 @@ def parse_spec(
     except UnicodeDecodeError as err:
         raise ServiceError(422, "invalid_spec", f"the body is not UTF-8 text: {err.reason}") from None
     try:
-        if media_type in JSON_TYPES:
-            try:
-                data: Any = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise SpecError(
-                    f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
-                ) from None
-            spec = validate_spec(data, max_trials=max_trials)
-            validate_search(spec)
-        else:
-            spec = load_spec(text, max_trials=max_trials)
-            validate_search(spec, root=yaml.compose(text))
+        spec = parse_spec(text, media_type, max_trials=max_trials)
         if nodes is not None:
             check_resources(spec, nodes)
     except SpecError as err:
-        # An empty path with the limit's wording is the trials-per-sweep limit (orchestrator.spec).
-        code = "too_many_trials" if not err.path and "more than the limit" in err.message else "invalid_spec"
         line = f" (line {err.line})" if err.line else ""
-        raise ServiceError(422, code, f"{err.message}{line}", err.path or None) from None
+        raise ServiceError(422, err.code, f"{err.message}{line}", err.path or None) from None
     except (ValueError, TypeError, RecursionError) as err:  # nothing should get here; never a 500
         raise ServiceError(422, "invalid_spec", f"the spec cannot be read: {err}") from None
     return spec
-
-
-def planned_trials(spec: SweepSpec) -> int:
-    total = spec.n_trials()
-    if spec.search is not None and spec.budget.max_trials is not None:
-        total = min(total, spec.budget.max_trials)
-    return total
 
 
 @router.post(
@@ -164,14 +141,13 @@ async def submit_sweep(
 
 
 def _store_sweep(sessions, body, content_type, settings, caller, nodes) -> SweepCreated:
-    spec = parse_spec(body, content_type, settings.max_trials_per_sweep, nodes)
+    spec = read_spec(body, content_type, settings.max_trials_per_sweep, nodes)
+    budget = spec.trial_budget()
     try:
         with transaction(sessions) as session:
-            check_submission(session, settings, caller, spec.priority, planned_trials(spec))
+            check_submission(session, settings, caller, spec.priority, budget)
             sweep = store.create_sweep(session, spec, owner=caller.name)
-            return SweepCreated(
-                id=sweep.id, name=sweep.name, state=sweep.state, n_trials=planned_trials(spec)
-            )
+            return SweepCreated(id=sweep.id, name=sweep.name, state=sweep.state, n_trials=budget)
     except (DataError, OverflowError) as err:  # e.g. a seed beyond the database's integers
         log.info("a submitted spec does not fit the database: %s", str(err).splitlines()[0])
         message = "a value does not fit the database (an integer beyond 64 bits, or text it cannot hold)"

@@ -207,7 +207,7 @@ def test_reads_need_a_token_when_read_auth_is_on(sqlite_url, sessions_for):
         ("- just\n- a list\n", None, "mapping"),
         (
             "name: x\ntasks: [delay]\nsearch: {space: {optim.lr: {low: 1, high: 0.1}}}\n",
-            "search.space",
+            "search.space.optim.lr",
             "low must be below high",
         ),
     ],

@@ -12,11 +12,13 @@ import optuna
 import pytest
 import ray
 import yaml
+from pydantic import ValidationError
 from ray import cloudpickle
 from sqlalchemy import create_engine, func, select, text
 
 from orchestrator import store
 from orchestrator.db import transaction
+from orchestrator.errors import key_path
 from orchestrator.models import FINAL_TRIAL_STATES, Sweep, Trial
 from orchestrator.scheduler import Scheduler
 from orchestrator.search import (
@@ -208,7 +210,7 @@ def test_a_restarted_scheduler_continues_the_search_without_losing_or_duplicatin
     orphan_study = optuna.load_study(study_name=plan.studies[0].name, storage=optuna_storage_url(url))
     orphan = orphan_study.ask(plan.distributions)
     first.engine.dispose()
-    first.search._storage.engine.dispose()
+    first.search.studies.close()
 
     second = Scheduler(
         url, settings_for(url, tmp_path, lease_seconds=1.0), train_fn=shaped, poll_seconds=0.02
@@ -355,20 +357,45 @@ def test_cancelling_a_search_sweep_fails_its_unfinished_optuna_trials(url, sessi
         coordinator.close(sessions)
 
 
+def test_the_epoch_hook_needs_no_ask_first_and_reports_each_epoch_once(url, sessions):
+    sweep_id = submit(sessions, SEARCH.format(sampler="random", pruner="median", n_trials=4, epochs=3))
+    grid_id = submit(sessions, "name: g\ntasks: [delay]\n")
+    coordinator = SearchCoordinator(url)  # a scheduler just started: no ask has seen either sweep
+    try:
+        hook = coordinator.epoch_hook(sweep_id)
+        assert hook is not None and coordinator.epoch_hook(grid_id) is None
+        with transaction(sessions) as s:
+            coordinator.ask(s)
+        with sessions() as s:
+            trial = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id)).first()
+        # no completed trial yet: the median pruner keeps everything going
+        assert hook(trial.id, {"epoch": 0, "val_accuracy": 0.25}) is True
+        assert hook(trial.id, {"epoch": 0, "val_accuracy": 0.75}) is True  # a retried epoch: reported once
+        assert hook(trial.id, {"epoch": 1, "val_accuracy": 0.5}) is True
+        assert hook(trial.id, {"epoch": 2}) is True  # no objective metric: nothing to report
+        storage = coordinator.storage
+        study_id = storage.get_study_id_from_name(f"ssmbench-sweep{sweep_id}-cell0-task0-delay")
+        frozen = storage.get_trial(
+            storage.get_trial_id_from_study_id_trial_number(study_id, trial.optuna_trial)
+        )
+        assert frozen.intermediate_values == {1: 0.25, 2: 0.5}  # step = epochs completed
+    finally:
+        coordinator.close(sessions)
+
+
 def test_a_stored_search_sweep_that_cannot_run_is_cancelled_not_searched(url, sessions):
-    # parsed without validate_search (load_spec runs it), as an old client might have stored it
-    spec = SweepSpec.model_validate(
-        yaml.safe_load(SEARCH.format(sampler="grid", pruner="none", n_trials=4, epochs=2))
-    )
+    # a grid sampler over continuous ranges, as an older version might have stored it
+    sweep_id = submit(sessions, SEARCH.format(sampler="random", pruner="none", n_trials=4, epochs=2))
     with transaction(sessions) as s:
-        sweep_id = store.create_sweep(s, spec).id
+        sweep = s.get(Sweep, sweep_id)
+        sweep.spec = {**sweep.spec, "search": {**sweep.spec["search"], "sampler": "grid"}}
     coordinator = SearchCoordinator(url)
     with transaction(sessions) as s:
         coordinator.ask(s)
     with sessions() as s:
         assert s.get(Sweep, sweep_id).state == "cancelled"
         assert store.state_counts(s, sweep_id) == {}
-    assert coordinator._storage is None  # no study was made
+    assert not coordinator.studies.opened  # no study was made
     coordinator.close(sessions)
 
 
@@ -398,12 +425,13 @@ BASE = "name: v\ntasks: [delay]\nmodel: {init: [inv, lin]}\nsearch:\n  sampler: 
 )
 def test_a_search_space_that_cannot_run_is_rejected_with_its_path(sampler, space, path, message):
     text_ = BASE.replace("SAMPLER", sampler).replace("SPACE", space)
-    with pytest.raises(SpecError) as err:  # at submit time: load_spec runs validate_search
+    with pytest.raises(SpecError) as err:  # at submit time
         load_spec(text_)
     assert err.value.line is not None
-    with pytest.raises(SpecError):  # and on its own, for a spec parsed without it
-        validate_search(SweepSpec.model_validate(yaml.safe_load(text_)))
     assert err.value.path == path and message in err.value.message, (err.value.path, err.value.message)
+    with pytest.raises(ValidationError) as invalid:  # a stored spec re-validates by the same rules
+        SweepSpec.model_validate(yaml.safe_load(text_))
+    assert key_path(invalid.value.errors()[0]["loc"]) == path
 
 
 def test_cmaes_is_accepted_only_with_its_package():

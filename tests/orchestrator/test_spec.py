@@ -1,8 +1,12 @@
 """Sweep specs: the grid, and errors that name the key path and line before anything is stored."""
 
-import pytest
+import json
 
-from orchestrator.spec import SpecError, group_key, load_spec, plan
+import pytest
+import yaml
+
+from orchestrator.errors import key_path
+from orchestrator.spec import SpecError, SweepSpec, group_key, load_spec, parse_spec, plan
 
 QUICKSTART = """\
 name: quickstart
@@ -83,3 +87,86 @@ def test_bad_specs_are_rejected(text, message):
 def test_size_limit():
     with pytest.raises(SpecError, match="32 trials, more than the limit of 10"):
         load_spec(QUICKSTART, max_trials=10)
+
+
+# --- one parser: JSON and YAML alike, coded errors, the trial budget -----------------------------------
+
+SEARCH = """\
+name: s
+tasks: [delay, adding]
+model: {init: [inv, lin, legs], d_state: 16}
+seeds: [4, 5]
+budget: {max_trials: BUDGET}
+search:
+  n_trials: 5
+  space:
+    optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+    model.d_model:
+      low: 0
+      high: 64
+"""
+
+
+def test_json_and_yaml_make_the_same_spec_and_yaml_errors_have_lines():
+    spec = parse_spec(QUICKSTART, "application/yaml")
+    as_json = json.dumps(yaml.safe_load(QUICKSTART))
+    assert parse_spec(as_json, "application/json") == spec == load_spec(QUICKSTART)
+    bad = QUICKSTART.replace("lr: 3.0e-3", "lr: -1")
+    with pytest.raises(SpecError) as yaml_error:
+        parse_spec(bad, "text/yaml")
+    with pytest.raises(SpecError) as json_error:
+        parse_spec(json.dumps(yaml.safe_load(bad)), "application/json")
+    assert yaml_error.value.path == json_error.value.path == "optim.lr"
+    assert (yaml_error.value.line, json_error.value.line) == (5, None)
+    with pytest.raises(SpecError, match="not valid JSON"):
+        parse_spec("{nope", "application/json")
+    with pytest.raises(ValueError, match="text/plain"):
+        parse_spec(QUICKSTART, "text/plain")
+
+
+def test_errors_carry_a_code_for_programs():
+    with pytest.raises(SpecError) as too_many:
+        parse_spec(QUICKSTART, max_trials=31)
+    assert too_many.value.code == "too_many_trials" and too_many.value.path == ""
+    assert parse_spec(QUICKSTART, max_trials=32).n_trials() == 32  # the limit itself is allowed
+    with pytest.raises(SpecError) as invalid:
+        parse_spec(QUICKSTART.replace("d_state: 16", "d_state: 15"), max_trials=31)
+    assert invalid.value.code == "invalid_spec"
+
+
+def test_a_search_error_under_a_dotted_key_names_its_path_and_line():
+    # optim.lr is one key of search.space: the path keeps it whole and the line is the bound's own
+    with pytest.raises(SpecError) as info:
+        load_spec(SEARCH.replace("BUDGET", "100"))
+    assert info.value.path == "search.space.model.d_model.low"
+    assert info.value.line == 11 and "not a valid d_model" in info.value.message
+
+
+def test_the_trial_budget_is_what_the_sweep_stores():
+    grid = load_spec(QUICKSTART + "budget: {max_trials: 3}\n")
+    assert grid.trial_budget() == grid.n_trials() == 2 * 2 * 2 * 2 * 2  # a grid plans every trial
+    text = SEARCH.replace("low: 0", "low: 8")
+    # 2 tasks × 3 cells × n_trials 5 (seeds do not multiply a search: it uses the first)
+    assert load_spec(text.replace("BUDGET", "100")).trial_budget() == 30
+    assert load_spec(text.replace("BUDGET", "7")).trial_budget() == 7
+    assert load_spec(text.replace("BUDGET", "7")).n_trials() == 30  # what the size limit counts
+
+
+def test_a_spec_survives_its_storage_round_trip():
+    spec = load_spec(SEARCH.replace("BUDGET", "9").replace("low: 0", "low: 8"))
+    stored = json.loads(json.dumps(spec.model_dump(mode="json")))
+    assert SweepSpec.model_validate(stored) == spec
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("model", "init", 1), "model.init[1]"),
+        (("search", "space", "optim.lr", "low"), "search.space.optim.lr.low"),
+        (("tasks", 0, 2), "tasks[0][2]"),
+        ((0,), "[0]"),
+        ((), ""),
+    ],
+)
+def test_key_path(loc, path):
+    assert key_path(loc) == path
