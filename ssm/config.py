@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ssm.init import DIAGONAL_INITS
+from ssm.init import DIAGONAL_INITS, PTD_PERTURBATIONS
 from ssm.reparam import REPARAMS
 
 LayerName = Literal["s4", "s4d", "s5"]
@@ -50,6 +50,9 @@ class ModelConfig(_Strict):
     dt_min: float = Field(1e-3, gt=0)
     dt_max: float = Field(1e-1, gt=0)
     ptd_eps: float = Field(0.1, gt=0, description="spectral norm of the PTD perturbation")
+    ptd_perturbation: Literal[PTD_PERTURBATIONS] = Field(  # type: ignore[valid-type]
+        "optimized", description="PTD's E: 'optimized' (small κ(V), the paper's) or 'random' (the control)"
+    )
     s5_blocks: int = Field(1, ge=1, description="S5: number of blocks J of the diagonal init")
 
     @model_validator(mode="after")

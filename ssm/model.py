@@ -26,6 +26,7 @@ def build_layer(config: ModelConfig, l_max: int) -> SSMLayer:
         bidirectional=config.bidirectional,
         dropout=config.dropout,
         ptd_eps=config.ptd_eps,
+        ptd_perturbation=config.ptd_perturbation,
     )
     if config.discretization is not None:
         kwargs["discretization"] = config.discretization

@@ -91,6 +91,7 @@ class SSMLayer(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         ptd_eps: float = 0.1,
+        ptd_perturbation: str = "optimized",
     ):
         super().__init__()
         if not isinstance(d_model, int) or d_model < 1:
@@ -104,7 +105,7 @@ class SSMLayer(nn.Module):
         self.d_model, self.d_state = d_model, d_state
         self.init_name, self.discretization = init, discretization
         self.train_eigenvalues, self.bidirectional = train_eigenvalues, bidirectional
-        self.ptd_eps = ptd_eps
+        self.ptd_eps, self.ptd_perturbation = ptd_eps, ptd_perturbation
         log_dt_init(1, dt_min, dt_max)  # validates the range before any parameter is built
         self.dt_min, self.dt_max = dt_min, dt_max
         self.reparam = reparam_lib.make(reparam) if isinstance(reparam, str) else reparam
@@ -114,9 +115,10 @@ class SSMLayer(nn.Module):
 
     # --- the shared pieces -------------------------------------------------------------------
     def _diagonal_init(self, N: int) -> DiagonalInit:
-        # `rand` and `ptd` draw from a seed taken from torch's generator, so torch.manual_seed governs them.
+        # `rand` and the random PTD perturbation draw from a seed taken from torch's generator, so
+        # torch.manual_seed governs them.
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        return diag_init(self.init_name, N, eps=self.ptd_eps, seed=seed)
+        return diag_init(self.init_name, N, eps=self.ptd_eps, seed=seed, perturbation=self.ptd_perturbation)
 
     def _make_log_dt(self, n: int) -> None:
         log_dt = log_dt_init(n, self.dt_min, self.dt_max)
