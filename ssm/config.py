@@ -18,7 +18,7 @@ from ssm.reparam import REPARAMS
 
 LayerName = Literal["s4", "s4d", "s5"]
 InitName = Literal[DIAGONAL_INITS]  # type: ignore[valid-type]
-ReparamName = Literal[REPARAMS]  # type: ignore[valid-type]
+ReparamName = Literal[tuple(REPARAMS)]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
