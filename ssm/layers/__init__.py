@@ -3,7 +3,7 @@
 All take (B, L, H) and return (B, L, H); all share the constructor of `SSMLayer`.
 """
 
-from .base import DiscreteSystem, Eigenvalues, SSMLayer, frozen_state_tensors
+from .base import DiscreteSystem, Eigenvalues, SSMLayer, frozen_state_tensors, sorted_eigenvalues
 from .s4 import S4
 from .s4d import S4D
 from .s5 import S5
@@ -28,4 +28,5 @@ __all__ = [
     "SSMLayer",
     "frozen_state_tensors",
     "make_layer",
+    "sorted_eigenvalues",
 ]

@@ -62,6 +62,14 @@ def frozen_state_tensors(model: nn.Module) -> list[torch.Tensor]:
     return [getattr(m, name) for m in model.modules() for name in getattr(m, "_frozen_state_buffers", ())]
 
 
+def sorted_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
+    """eig of a batch of square matrices (..., n, n), each row sorted by real, then imaginary part:
+    an order that follows the eigenvalues as the matrix changes a little, for drift and storage."""
+    lam = torch.linalg.eigvals(matrix)
+    lam = lam.gather(-1, torch.sort(lam.imag, dim=-1, stable=True).indices)
+    return lam.gather(-1, torch.sort(lam.real, dim=-1, stable=True).indices)
+
+
 @dataclass(frozen=True)
 class DiscreteSystem:
     """The discrete linear system a layer runs: x_k = Ab x_{k−1} + Bb u_k (REFERENCE.md §1).

@@ -16,6 +16,7 @@ from .base import (
     complex_storage,
     mark_ssm_parameter,
     register_state_tensor,
+    sorted_eigenvalues,
 )
 
 
@@ -100,9 +101,7 @@ class S4(SSMLayer):
     def eigenvalues(self) -> torch.Tensor:
         """eig(A) of the full state matrix A = Λ − P P*: complex128 (H, N), all N of them (HiPPO-LegS's
         are real, −1 … −N, so they do not come in conjugate pairs), sorted by real then imaginary part."""
-        lam = torch.linalg.eigvals(self.dense_system()[0])
-        lam = lam.gather(-1, torch.sort(lam.imag, dim=-1, stable=True).indices)
-        return lam.gather(-1, torch.sort(lam.real, dim=-1, stable=True).indices)
+        return sorted_eigenvalues(self.dense_system()[0])
 
     def default_state(self, batch: int) -> torch.Tensor:
         H, N = self.d_model, 2 * self.B.shape[-2]
