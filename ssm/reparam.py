@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+
 class Reparam:
     """f: w ↦ Re λ and its inverse. Subclasses are stateless apart from their hyperparameters."""
 

@@ -272,11 +272,16 @@ def _train_epoch(
     model, task, optimizer, scheduler, batch_size, grad_clip, epoch, seed, autocast, device, *, measure_ratio
 ) -> EpochStats:
     """One pass over the training split in batches of `batch_size`. With `measure_ratio`, the
-    gradient-over-weight ratio of every step, taken before gradient clipping (`_RatioAverage`)."""
+    gradient-over-weight ratio of every step, taken before gradient clipping
+    (`ssm.diagnostics.GradOverWeightAverage`)."""
     model.train()
     order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     total, n_seen, tokens, losses = 0.0, 0, 0, []
-    ratio = _RatioAverage() if measure_ratio else None
+    ratio = None
+    if measure_ratio:
+        from ssm.diagnostics import GradOverWeightAverage
+
+        ratio = GradOverWeightAverage()
     for step, idx in enumerate(order.split(batch_size)):
         x, y, lengths = _batch(task.train, idx, device)
         with autocast():
@@ -296,33 +301,6 @@ def _train_epoch(
         n_seen += len(idx)
         tokens += int(lengths.sum())
     return EpochStats(total / max(n_seen, 1), tokens, None, losses, ratio.summary() if ratio else None)
-
-
-class _RatioAverage:
-    """The gradient-over-weight ratio (`ssm.diagnostics.grad_over_weight`) averaged over steps: the
-    mean over steps of each step's mean and of each step's max, overall and per layer (None for a
-    layer without trainable eigenvalues)."""
-
-    def __init__(self):
-        self.steps: list[dict[str, Any]] = []
-
-    def add(self, model) -> None:
-        from ssm import diagnostics
-
-        self.steps.append(diagnostics.grad_over_weight(model))
-
-    def summary(self) -> dict[str, Any]:
-        def average(values):
-            values = [v for v in values if v is not None]
-            return sum(values) / len(values) if values else None
-
-        n_layers = len(self.steps[0]["layers"]) if self.steps else 0
-        per_layer = [[step["layers"][i] for step in self.steps] for i in range(n_layers)]
-        return {
-            "mean": average(step["mean"] for step in self.steps),
-            "max": average(step["max"] for step in self.steps),
-            "layers": [average(s["mean"] for s in layer if s is not None) for layer in per_layer],
-        }
 
 
 def steps_to_threshold(step_losses: list[float], fraction: float) -> int | None:
@@ -367,7 +345,7 @@ def evaluate(model, task: Task, split: str, batch_size: int, autocast=None, devi
 
 def _epoch_diagnostics(config, model, initial_spectra, ratio, epoch_seconds) -> dict[str, Any]:
     """The per-epoch diagnostic scalars: the gradient-over-weight ratio of the epoch's steps
-    (`_RatioAverage`); the relative drift of Re λ, Im λ, dt and |Ab| since init; per layer the
+    (`GradOverWeightAverage`); the relative drift of Re λ, Im λ, dt and |Ab| since init; per layer the
     memory capacity MC (all lags, closed-form tail) and the sum of MF over the first
     `memory_max_lag` lags, each a mean over channels (unstable channels left out)."""
     from ssm import diagnostics

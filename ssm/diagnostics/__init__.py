@@ -13,6 +13,7 @@ Everything is importable from `ssm.diagnostics` directly.
 from .fourier import fourier_noise_robustness
 from .layers import (
     DRIFT_QUANTITIES,
+    GradOverWeightAverage,
     LayerMemory,
     eigenvalue_drift,
     eigenvalues,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_TAIL_TOL",
     "DRIFT_QUANTITIES",
     "MAX_SUMMED_LAGS",
+    "GradOverWeightAverage",
     "LayerMemory",
     "eigenvalue_drift",
     "eigenvalues",

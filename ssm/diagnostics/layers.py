@@ -102,6 +102,32 @@ def grad_over_weight(model: nn.Module, eps: float = 1e-12) -> dict[str, Any]:
     return {"layers": layers, **overall}
 
 
+class GradOverWeightAverage:
+    """The gradient-over-weight ratio averaged over training steps: `add(model)` after each backward
+    (before gradient clipping), then `summary()`: {"mean": the mean over steps of each step's mean,
+    "max": the mean over steps of each step's max, "layers": per layer the mean over steps of its
+    mean (None for a layer without trainable eigenvalues)}; plain floats, None where nothing was seen."""
+
+    def __init__(self):
+        self.steps: list[dict[str, Any]] = []
+
+    def add(self, model: nn.Module) -> None:
+        self.steps.append(grad_over_weight(model))
+
+    def summary(self) -> dict[str, Any]:
+        def average(values):
+            values = [v for v in values if v is not None]
+            return sum(values) / len(values) if values else None
+
+        n_layers = len(self.steps[0]["layers"]) if self.steps else 0
+        per_layer = [[step["layers"][i] for step in self.steps] for i in range(n_layers)]
+        return {
+            "mean": average(step["mean"] for step in self.steps),
+            "max": average(step["max"] for step in self.steps),
+            "layers": [average(s["mean"] for s in layer if s is not None) for layer in per_layer],
+        }
+
+
 # --- eigenvalues, dt, Ab and their drift ----------------------------------------------------------
 
 
