@@ -137,7 +137,7 @@ def eigenvalues(model: nn.Module) -> list[torch.Tensor]:
     Shapes: S4D (H, N/2), S5 (N/2,) — one per conjugate pair; S4 (H, N) — eig(A) of the full state
     matrix A = Λ − P P*, all N, sorted by real then imaginary part (`S4.eigenvalues`).
     """
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         return [layer.eigenvalues().detach().to("cpu", torch.complex128) for layer in ssm_layers(model)]
 
 
@@ -146,7 +146,7 @@ def spectra(model: nn.Module) -> list[dict[str, torch.Tensor]]:
     "Ab": complex128 discrete eigenvalues — the diagonal Ab ((H, N/2) for S4D, (N/2,) for S5), or
     eig(Ab) (H, N) of S4's dense system, sorted like its λ}. Detached CPU tensors."""
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         for layer, lam in zip(ssm_layers(model), eigenvalues(model), strict=True):
             system = layer.discrete_system()
             Ab = system.Ab if system.diagonal else sorted_eigenvalues(system.Ab)
@@ -202,14 +202,14 @@ def layer_arrays(model: nn.Module, max_lag: int, *, rcond: float = DEFAULT_RCOND
          "memory_capacity": MC with its closed-form tail (channels,)}
 
     A complex number is a [re, im] pair, so λ of an S4D layer is (H, N/2, 2), of S5 (N/2, 2), of S4
-    (H, N, 2). memory_function[h][k] is MF at lag k = 0 … max_lag − 1 (lag 0: the current input),
+    (H, N, 2). Numbers are rounded to 7 significant digits. memory_function[h][k] is MF at lag k = 0 … max_lag − 1 (lag 0: the current input),
     i.e. the max_lag lags τ = 1 … max_lag counted from 1. NaN (an unstable channel) is None.
     """
     memories = model_memory(model, max_lag, rcond=rcond)
     return [
         {
             "eigenvalues": _pairs(spectrum["lam"]),
-            "dt": spectrum["dt"].tolist(),
+            "dt": _plain(spectrum["dt"]),
             "Ab": _pairs(spectrum["Ab"]),
             "memory_function": _plain(memory.function),
             "memory_capacity": _plain(memory.capacity),
@@ -268,12 +268,12 @@ def _pairs(z: torch.Tensor) -> list:
 
 
 def _plain(values: np.ndarray | torch.Tensor) -> Any:
-    """Nested lists of Python floats, NaN as None (JSON has no NaN)."""
-    listed = values.tolist()
+    """Nested lists of Python floats rounded to 7 significant digits (float32's precision, which is
+    what the parameters have; it halves the JSON), NaN as None (JSON has no NaN)."""
 
     def clean(x):
         if isinstance(x, list):
             return [clean(v) for v in x]
-        return None if isinstance(x, float) and math.isnan(x) else x
+        return None if math.isnan(x) else float(f"{x:.7g}")
 
-    return clean(listed)
+    return clean(values.tolist())

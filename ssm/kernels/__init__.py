@@ -38,12 +38,15 @@ def full_precision(fn):
     """Run `fn` with autocast off on its tensors' device and its half-precision tensor arguments in
     float32, so an SSM kernel never computes in bf16/fp16 (module docstring)."""
 
+    def cast(x):
+        return at_least_fp32(x) if isinstance(x, torch.Tensor) else x
+
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
-        args = tuple(at_least_fp32(a) if isinstance(a, torch.Tensor) else a for a in args)
+        tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
+        device = tensors[0].device.type if tensors else "cpu"
         with torch.autocast(device, enabled=False):
-            return fn(*args, **kwargs)
+            return fn(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
 
     return run
 
