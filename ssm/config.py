@@ -18,7 +18,7 @@ from ssm.reparam import REPARAMS
 
 LayerName = Literal["s4", "s4d", "s5"]
 InitName = Literal[DIAGONAL_INITS]  # type: ignore[valid-type]
-ReparamName = Literal[REPARAMS]  # type: ignore[valid-type]
+ReparamName = Literal[tuple(REPARAMS)]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -54,9 +54,33 @@ class ModelConfig(_Strict):
         "optimized", description="PTD's E: 'optimized' (small κ(V), the paper's) or 'random' (the control)"
     )
     s5_blocks: int = Field(1, ge=1, description="S5: number of blocks J of the diagonal init")
+    linear: bool = Field(
+        False,
+        description="the linear SSM: one SSM layer, no nonlinearity, no GLU, identity input and output "
+        "maps, one input and one output channel (d_model 1, n_layers 1, norm none, the defaults then)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _linear_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("linear") is True:
+            data = {"d_model": 1, "n_layers": 1, "norm": "none", **data}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        if self.linear:
+            wrong = {
+                "d_model": (self.d_model, 1),
+                "n_layers": (self.n_layers, 1),
+                "norm": (self.norm, "none"),
+                "dropout": (self.dropout, 0.0),
+            }
+            for name, (value, required) in wrong.items():
+                if value != required:
+                    raise ValueError(
+                        f"the linear SSM (linear: true) needs {name} = {required!r}, got {value!r}"
+                    )
         if self.d_state % 2:
             raise ValueError(f"d_state={self.d_state} must be even (one slot per conjugate pair)")
         if self.dt_min > self.dt_max:
@@ -103,9 +127,14 @@ class TaskConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    """AdamW with an SSM learning rate, warmup and a cosine or constant schedule."""
+    """AdamW with an SSM learning rate, warmup and a cosine or constant schedule; or plain SGD.
 
-    optimizer: Literal["adamw"] = "adamw"
+    `sgd`: gradient descent with a constant step — no momentum, no schedule, no warmup, no weight
+    decay (`schedule` defaults to constant and `weight_decay` to 0 there; anything else is an error). The SSM
+    parameters still take `ssm_lr` (None: the same step `lr` for every parameter).
+    """
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(3e-3, gt=0)
     ssm_lr: float | None = Field(
         1e-3, gt=0, description="learning rate of eigenvalues, dt and B (no weight decay); None: lr"
@@ -115,10 +144,31 @@ class OptimConfig(_Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
+    full_batch: bool = Field(
+        False, description="every step on the whole training split (batch_size then sizes evaluation only)"
+    )
     grad_clip: float | None = Field(None, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, else fp32"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sgd_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("optimizer") == "sgd":
+            data = {"schedule": "constant", "weight_decay": 0.0, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _plain_sgd(self) -> OptimConfig:
+        if self.optimizer == "sgd":
+            required = {"schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0}
+            for name, value in required.items():
+                if getattr(self, name) != value:
+                    raise ValueError(
+                        f"optimizer 'sgd' takes a constant step: {name} must be {value!r}, got {getattr(self, name)!r}"
+                    )
+        return self
 
 
 class FourierConfig(_Strict):
@@ -129,12 +179,22 @@ class FourierConfig(_Strict):
 
 
 class DiagnosticsConfig(_Strict):
-    """Per-epoch diagnostics (gradient-over-weight, eigenvalue drift, memory capacity) and the
-    end-of-trial Fourier robustness table; their cost is reported as a fraction of epoch time."""
+    """Per-epoch diagnostics (gradient-over-weight, eigenvalue drift, memory capacity), the per-layer
+    arrays at init, best epoch and end, and the end-of-trial Fourier robustness table; their cost is
+    reported as a fraction of epoch time. The training loss of every step, on request."""
 
-    every: int = Field(0, ge=0, description="compute diagnostics every this many epochs; 0 disables them")
+    every: int = Field(
+        0, ge=0, description="compute diagnostics every this many epochs (and the arrays); 0 disables them"
+    )
     memory_max_lag: int = Field(256, ge=1)
     fourier: FourierConfig | None = None
+    loss_every_step: bool = Field(False, description="keep the training loss of every step in the result")
+    loss_threshold: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="steps_to_threshold: the first step whose training loss is below this fraction of the first step's",
+    )
 
 
 class TrialConfig(_Strict):

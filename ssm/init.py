@@ -66,7 +66,6 @@ def normal_part_eigen(N: int) -> tuple[torch.Tensor, torch.Tensor]:
     return -0.5 + 1j * mu[keep].to(torch.complex128), V[:, keep]
 
 
-_normal_part_eigen = normal_part_eigen  # the old private name, still imported by ssm.layers.s4
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ def build_layer(config: ModelConfig, l_max: int) -> SSMLayer:
         dropout=config.dropout,
         ptd_eps=config.ptd_eps,
         ptd_perturbation=config.ptd_perturbation,
+        linear=config.linear,
     )
     if config.discretization is not None:
         kwargs["discretization"] = config.discretization
@@ -38,11 +39,13 @@ def build_layer(config: ModelConfig, l_max: int) -> SSMLayer:
 
 
 class Block(nn.Module):
-    """SSM layer → dropout → residual, with the norm before (prenorm) or after it."""
+    """SSM layer → dropout → residual, with the norm before (prenorm) or after it; for the linear SSM
+    (`config.linear`) the SSM layer alone."""
 
     def __init__(self, config: ModelConfig, l_max: int):
         super().__init__()
         self.layer = build_layer(config, l_max)
+        self.linear = config.linear
         self.prenorm = config.prenorm
         self.norm_kind = config.norm
         self.norm = {
@@ -58,6 +61,8 @@ class Block(nn.Module):
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.linear:
+            return self.layer(x)
         z = self._normalize(x) if self.prenorm else x
         x = x + self.dropout(self.layer(z))
         return x if self.prenorm else self._normalize(x)
@@ -71,6 +76,9 @@ class SequenceModel(nn.Module):
     "sequence" → (B, L, n_classes). `paired` (LRA retrieval): x (B, 2, L), both documents through the
     same encoder and blocks, classified from [x1, x2, x1·x2, x1 − x2]. `lengths` (B,) or (B, 2)
     lets pooling ignore padding. `l_max` bounds the sequence length for S4.
+
+    `model_config.linear`: the linear SSM y = K * u + D u — identity encoder and decoder around one
+    linear SSM layer; it needs continuous input with d_input = 1 and n_classes = 1 (regression).
     """
 
     def __init__(
@@ -96,11 +104,22 @@ class SequenceModel(nn.Module):
         self.input_type, self.output, self.paired = input_type, output, paired
         self.pooling = model_config.pooling or pooling or "mean"
         H = model_config.d_model
-        self.encoder = (
-            nn.Embedding(d_input, H, padding_idx=0) if input_type == "tokens" else nn.Linear(d_input, H)
-        )
+        if model_config.linear and (input_type != "continuous" or d_input != 1 or n_classes != 1 or paired):
+            raise ValueError(
+                "the linear SSM (model.linear) maps one continuous input channel to one output: it needs "
+                f"a regression task with d_input 1, got input_type={input_type!r}, d_input={d_input}, "
+                f"n_classes={n_classes}{', paired' if paired else ''}"
+            )
+        if model_config.linear:
+            self.encoder: nn.Module = nn.Identity()
+        elif input_type == "tokens":
+            self.encoder = nn.Embedding(d_input, H, padding_idx=0)
+        else:
+            self.encoder = nn.Linear(d_input, H)
         self.blocks = nn.ModuleList(Block(model_config, l_max) for _ in range(model_config.n_layers))
-        if paired:
+        if model_config.linear:
+            self.decoder: nn.Module = nn.Identity()
+        elif paired:
             self.decoder = nn.Sequential(nn.Linear(4 * H, H), nn.GELU(), nn.Linear(H, n_classes))
         else:
             self.decoder = nn.Linear(H, n_classes)

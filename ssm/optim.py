@@ -1,8 +1,10 @@
 """Parameter groups: SSM parameters (eigenvalues, dt, B) get their own learning rate and no weight
-decay, as in S4; other weights decay except biases, norms and embeddings' padding-free scale."""
+decay, as in S4; other weights decay except biases, norms and embeddings' padding-free scale. And
+the optimizer a config names (`make_optimizer`)."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -30,3 +32,12 @@ def param_groups(model: nn.Module, lr: float, ssm_lr: float | None, weight_decay
         {"name": "ssm", "params": ssm, "lr": ssm_lr if ssm_lr is not None else lr, "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: nn.Module, opt) -> torch.optim.Optimizer:
+    """The optimizer `opt` (an `OptimConfig`) names, over `param_groups`: AdamW, or plain SGD with a
+    constant step (no momentum; the config guarantees no weight decay)."""
+    groups = param_groups(model, opt.lr, opt.ssm_lr, opt.weight_decay)
+    if opt.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=opt.lr, momentum=0.0)
+    return torch.optim.AdamW(groups)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-REPARAMS = ("none", "exp", "softplus", "best")
-
 
 class Reparam:
     """f: w ↦ Re λ and its inverse. Subclasses are stateless apart from their hyperparameters."""
@@ -74,7 +72,8 @@ class Softplus(Reparam):
 class Best(Reparam):
     """f(w) = −1 / (a w² + b), a > 0, b > 0: the "best" stable reparameterization of StableSSM.
 
-    Its range is (−1/b, 0): an initial Re λ ≤ −1/b cannot be represented and `inverse` says so.
+    Its range is [−1/b, 0), with f(0) = −1/b: `inverse(−1/b)` is 0, and an initial Re λ < −1/b
+    cannot be represented and `inverse` says so.
     """
 
     name = "best"
@@ -90,12 +89,13 @@ class Best(Reparam):
     def inverse(self, re):
         _require_negative(re, self.name)
         lowest = float(re.min())
-        if lowest <= -1.0 / self.b:
+        if lowest < -1.0 / self.b:
             raise ValueError(
-                f"'best' reparameterization with b={self.b} represents Re λ in (−{1 / self.b:g}, 0), "
+                f"'best' reparameterization with b={self.b} represents Re λ in [−{1 / self.b:g}, 0), "
                 f"but the initialization has Re λ = {lowest:g}; choose reparam_b < {-1 / lowest:.4g}"
             )
-        return torch.sqrt((-1.0 / re - self.b) / self.a)
+        # At re = −1/b the radicand is 0 up to rounding (−1/(−1/b) need not be b exactly): clamp it.
+        return torch.sqrt(((-1.0 / re - self.b) / self.a).clamp_min(0.0))
 
     def __repr__(self):
         return f"Best(a={self.a:g}, b={self.b:g})"
@@ -106,17 +106,20 @@ def _require_negative(re: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name!r} reparameterization needs Re λ < 0, got max Re λ = {float(re.max()):g}")
 
 
+REPARAMS: dict[str, type[Reparam]] = {cls.name: cls for cls in (Identity, Exp, Softplus, Best)}
+"""The reparameterizations by config name: the one registry that `make` and `ssm.config` read."""
+
+
 def make(name: str, **params: float) -> Reparam:
     """The reparameterization called `name`; `best` takes `a` and `b` (defaults 1 and 0.5)."""
-    classes = {"none": Identity, "exp": Exp, "softplus": Softplus, "best": Best}
-    if name not in classes:
+    if name not in REPARAMS:
         raise ValueError(f"unknown reparameterization {name!r}; valid: {', '.join(REPARAMS)}")
     if name != "best" and params:
         raise ValueError(f"reparameterization {name!r} takes no parameters, got {sorted(params)}")
     unknown = set(params) - {"a", "b"}
     if unknown:
         raise ValueError(f"'best' takes parameters a and b, got unknown {sorted(unknown)}")
-    return classes[name](**params)
+    return REPARAMS[name](**params)
 
 
 __all__ = ["REPARAMS", "Best", "Exp", "Identity", "Reparam", "Softplus", "make"]

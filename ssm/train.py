@@ -3,12 +3,16 @@
 The loop reads top to bottom: build the task and model, then per epoch train, validate, keep the best
 weights, report through `on_epoch`, checkpoint. At the end the best-validation weights are restored
 and the test split is evaluated once. This is the unit of work a Ray worker runs.
+
+Diagnostics (`config.diagnostics`): every `every` epochs the scalars of `_epoch_diagnostics` join the
+epoch's metrics; with `every` > 0 the per-layer arrays (`ssm.diagnostics.layer_arrays`) are kept at
+init, at the best epoch and at the end in `TrialResult.diagnostics["arrays"]`. The training loss of
+every step is kept (`TrialResult.step_losses`, on request) and gives `steps_to_threshold`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import random
@@ -17,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -26,8 +30,9 @@ from pydantic import BaseModel, Field
 
 from ssm.config import TrialConfig
 from ssm.data import Task, get_task
+from ssm.layers import frozen_state_tensors
 from ssm.model import SequenceModel
-from ssm.optim import param_groups
+from ssm.optim import make_optimizer
 
 Status = Literal["completed", "pruned", "diverged"]
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -52,8 +57,20 @@ class TrialResult(BaseModel):
     wall_time_s: float = 0.0
     peak_memory_mb: float = 0.0
     device: str = "cpu"
-    diagnostics: dict[str, Any] = Field(default_factory=dict)
+    diagnostics: dict[str, Any] = Field(
+        default_factory=dict,
+        description='"fourier": the Fourier-noise table; "arrays": {"init", "best", "end"}, each a list '
+        "per SSM layer of `ssm.diagnostics.layer_arrays` dicts (with diagnostics.every > 0)",
+    )
     versions: dict[str, str] = Field(default_factory=dict)
+    step_losses: list[float] | None = Field(
+        None, description="the training loss of every step, in order (diagnostics.loss_every_step)"
+    )
+    steps_to_threshold: int | None = Field(
+        None,
+        description="the first step k (= updates before it) whose training loss is below "
+        "diagnostics.loss_threshold × the loss of step 0; None if never",
+    )
 
 
 OnEpoch = Callable[[dict[str, Any]], bool | None]
@@ -88,13 +105,19 @@ def train(
         paired=task.paired,
         l_max=task.seq_len,
     ).to(device)
-    opt = config.optim
-    optimizer = torch.optim.AdamW(param_groups(model, opt.lr, opt.ssm_lr, opt.weight_decay))
-    steps_per_epoch = math.ceil(len(task.train) / opt.batch_size)
+    opt, wanted = config.optim, config.diagnostics
+    optimizer = make_optimizer(model, opt)
+    batch_size = len(task.train) if opt.full_batch else opt.batch_size
+    steps_per_epoch = math.ceil(len(task.train) / batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(opt, steps_per_epoch * opt.epochs))
     autocast = _autocast(opt.precision, device)
-    initial_eigenvalues = [layer.eigenvalues().detach().cpu() for layer in model.ssm_layers()]
     metric = "accuracy" if task.kind == "classification" else "r2"
+    initial_spectra, arrays = None, {}
+    if wanted.every:
+        from ssm import diagnostics  # only trials that ask for diagnostics pay for the import
+
+        initial_spectra = diagnostics.spectra(model)
+        arrays["init"] = diagnostics.layer_arrays(model, wanted.memory_max_lag)
 
     state = {
         "epoch": 0,
@@ -103,34 +126,42 @@ def train(
         "best_state": None,
         "status": "completed",
         "diverged": None,
+        "step_losses": [],
     }
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     if checkpoint is not None and checkpoint.exists():
         state = _load_checkpoint(checkpoint, model, optimizer, scheduler)
+        state.setdefault("step_losses", [])  # a checkpoint written before per-step losses were kept
 
     for epoch in range(state["epoch"], opt.epochs):
         if state["status"] != "completed":
             break
         t0 = time.perf_counter()
-        train_loss, tokens, bad_step = _train_epoch(
-            model, task, optimizer, scheduler, opt, epoch, config.seed, autocast, device
-        )
-        if bad_step is not None:
-            state["status"], state["diverged"] = "diverged", {"epoch": epoch, "step": bad_step}
+        diagnosed = bool(wanted.every) and (epoch + 1) % wanted.every == 0
+        trained = _train_epoch(
+            model, task, optimizer, scheduler, batch_size, opt.grad_clip, epoch, config.seed, autocast, device,
+            measure_ratio=diagnosed,
+        )  # fmt: skip
+        state["step_losses"].extend(trained.step_losses)
+        if trained.bad_step is not None:
+            state["status"], state["diverged"] = "diverged", {"epoch": epoch, "step": trained.bad_step}
             break
         seconds = time.perf_counter() - t0
         val = evaluate(model, task, "val", opt.batch_size, autocast, device)
         metrics = {
             "epoch": epoch,
-            "train_loss": train_loss,
+            "train_loss": trained.mean_loss,
             "val_loss": val["loss"],
             "val_metric": val[metric],
             **{f"val_{k}": v for k, v in val.items() if k != "loss"},
             "lr": scheduler.get_last_lr()[0],
             "seconds": seconds,
-            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+            "tokens_per_s": trained.tokens / seconds if seconds > 0 else 0.0,
         }
-        metrics.update(_epoch_diagnostics(config, model, initial_eigenvalues, epoch, seconds))
+        if diagnosed:
+            metrics.update(
+                _epoch_diagnostics(config, model, initial_spectra, trained.grad_over_weight, seconds)
+            )
         state["history"].append(metrics)
         if state["best"] is None or val[metric] > state["best"]["val"][metric]:
             state["best"] = {"epoch": epoch, "val": val}
@@ -150,9 +181,15 @@ def train(
         parameters=count_parameters(model),
         device=str(device),
         versions=library_versions(),
+        step_losses=state["step_losses"] if wanted.loss_every_step else None,
+        steps_to_threshold=steps_to_threshold(state["step_losses"], wanted.loss_threshold),
     )
+    if arrays and state["status"] != "diverged":
+        arrays["end"] = diagnostics.layer_arrays(model, wanted.memory_max_lag)
     if state["best"] is not None and state["status"] != "diverged":
         model.load_state_dict(state["best_state"])
+        if arrays:
+            arrays["best"] = diagnostics.layer_arrays(model, wanted.memory_max_lag)
         test = evaluate(model, task, "test", opt.batch_size, autocast, device)
         fourier = config.diagnostics.fourier
         if fourier is not None and task.kind == "classification":
@@ -170,6 +207,8 @@ def train(
         result.best_epoch = state["best"]["epoch"]
         result.val, result.test = best_val, test
         result.val_metric, result.test_metric = best_val[metric], test[metric]
+    if arrays:
+        result.diagnostics["arrays"] = arrays
     result.wall_time_s = time.perf_counter() - started
     result.peak_memory_mb = peak_memory_mb(device)
     return result
@@ -185,7 +224,8 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_schedule(opt, total_steps: int) -> Callable[[int], float]:
-    """Linear warmup over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`."""
+    """Linear warmup over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`
+    (SGD's config has no warmup and a constant schedule: factor 1 throughout)."""
 
     def factor(step: int) -> float:
         if step < opt.warmup_steps:
@@ -218,27 +258,57 @@ def _loss(task: Task, out: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor)
     return F.mse_loss(out, y)
 
 
-def _train_epoch(model, task, optimizer, scheduler, opt, epoch, seed, autocast, device):
-    """One pass over the training split. Returns (mean loss, tokens seen, step of a non-finite loss)."""
+class EpochStats(NamedTuple):
+    """What one pass over the training split produced."""
+
+    mean_loss: float  # over the examples seen; NaN when a loss was not finite
+    tokens: int
+    bad_step: int | None  # the step (within the epoch) of the first non-finite loss
+    step_losses: list[float]  # the finite training loss of each step, in order
+    grad_over_weight: dict[str, Any] | None  # averaged over the steps (measure_ratio), else None
+
+
+def _train_epoch(
+    model, task, optimizer, scheduler, batch_size, grad_clip, epoch, seed, autocast, device, *, measure_ratio
+) -> EpochStats:
+    """One pass over the training split in batches of `batch_size`. With `measure_ratio`, the
+    gradient-over-weight ratio of every step, taken before gradient clipping
+    (`ssm.diagnostics.GradOverWeightAverage`)."""
     model.train()
     order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    total, n_seen, tokens = 0.0, 0, 0
-    for step, idx in enumerate(order.split(opt.batch_size)):
+    total, n_seen, tokens, losses = 0.0, 0, 0, []
+    ratio = None
+    if measure_ratio:
+        from ssm.diagnostics import GradOverWeightAverage
+
+        ratio = GradOverWeightAverage()
+    for step, idx in enumerate(order.split(batch_size)):
         x, y, lengths = _batch(task.train, idx, device)
         with autocast():
             loss = _loss(task, model(x, lengths), y, lengths)
         if not torch.isfinite(loss):
-            return float("nan"), tokens, step
+            return EpochStats(float("nan"), tokens, step, losses, None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if opt.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        if ratio is not None:
+            ratio.add(model)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
-        total += loss.item() * len(idx)
+        losses.append(loss.item())
+        total += losses[-1] * len(idx)
         n_seen += len(idx)
         tokens += int(lengths.sum())
-    return total / max(n_seen, 1), tokens, None
+    return EpochStats(total / max(n_seen, 1), tokens, None, losses, ratio.summary() if ratio else None)
+
+
+def steps_to_threshold(step_losses: list[float], fraction: float) -> int | None:
+    """The first step k with step_losses[k] < fraction × step_losses[0]; None if there is none."""
+    if not step_losses:
+        return None
+    threshold = fraction * step_losses[0]
+    return next((k for k, loss in enumerate(step_losses) if loss < threshold), None)
 
 
 @torch.no_grad()
@@ -273,27 +343,33 @@ def evaluate(model, task: Task, split: str, batch_size: int, autocast=None, devi
     return metrics
 
 
-def _epoch_diagnostics(config, model, initial_eigenvalues, epoch, epoch_seconds) -> dict[str, Any]:
-    every = config.diagnostics.every
-    if not every or (epoch + 1) % every:
-        return {}
-    from ssm import diagnostics  # only trials that ask for diagnostics pay for the import
+def _epoch_diagnostics(config, model, initial_spectra, ratio, epoch_seconds) -> dict[str, Any]:
+    """The per-epoch diagnostic scalars: the gradient-over-weight ratio of the epoch's steps
+    (`GradOverWeightAverage`); the relative drift of Re λ, Im λ, dt and |Ab| since init; per layer the
+    memory capacity MC (all lags, closed-form tail) and the sum of MF over the first
+    `memory_max_lag` lags, each a mean over channels (unstable channels left out)."""
+    from ssm import diagnostics
 
     t0 = time.perf_counter()
-    gow = diagnostics.grad_over_weight(model)
-    drift = diagnostics.eigenvalue_drift(initial_eigenvalues, diagnostics.eigenvalues(model))
-    memory = diagnostics.model_memory_functions(model, config.diagnostics.memory_max_lag)
-    capacity = [float(np.nanmean(mf.sum(-1))) for mf in memory]  # NaN rows: unstable channels
+    drift = diagnostics.eigenvalue_drift(initial_spectra, diagnostics.spectra(model))
+    memory = diagnostics.model_memory(model, config.diagnostics.memory_max_lag)
     cost = time.perf_counter() - t0
+    ratio = ratio or {"mean": None, "max": None, "layers": []}
     return {
-        "grad_over_weight_mean": gow["mean"],
-        "grad_over_weight_max": gow["max"],
-        "eigenvalue_drift_mean": drift["mean"],
-        "eigenvalue_drift_relative": drift["relative"],
-        "memory_capacity": capacity,
+        "grad_over_weight_mean": ratio["mean"],
+        "grad_over_weight_max": ratio["max"],
+        "grad_over_weight_layers": ratio["layers"],
+        **{f"drift_{name}": drift[name] for name in diagnostics.DRIFT_QUANTITIES},
+        "memory_capacity": [_channel_mean(m.capacity) for m in memory],
+        "memory_capacity_truncated": [_channel_mean(m.truncated_capacity) for m in memory],
         "diagnostics_seconds": cost,
         "diagnostics_fraction": cost / epoch_seconds if epoch_seconds > 0 else 0.0,
     }
+
+
+def _channel_mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -329,16 +405,11 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Trainable parameters, and frozen ones: eigenvalues and dt held as buffers count as frozen."""
+    """Trainable parameters, and frozen ones: parameters with requires_grad False and the state
+    matrix held as buffers in the frozen mode (`ssm.layers.frozen_state_tensors`)."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    frozen_buffers = sum(
-        b.numel()
-        for layer in getattr(model, "ssm_layers", list)()
-        for name, b in layer.named_buffers()
-        if name in ("eig.w", "eig.imag", "log_dt")
-    )
-    frozen = frozen_params + frozen_buffers
+    frozen = frozen_params + sum(t.numel() for t in frozen_state_tensors(model))
     return {"total": trainable + frozen, "trainable": trainable, "frozen": frozen}
 
 
@@ -358,7 +429,3 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "ssmbench": getattr(ssm, "__version__", "unknown"),
     }
-
-
-def result_json(result: TrialResult) -> str:
-    return json.dumps(result.model_dump(mode="json"), indent=2)

@@ -14,7 +14,8 @@ sequences generated; `seq_len` (or its alias `max_len`) is their length.
 - linear-filter: y = K * u (causal) for a fixed random stable filter K[l] = Σ_n c_n a_n^l with
   `order` real poles a_n ~ U(0.5, 0.95) and residues c_n ~ N(0, 1), K scaled to unit L2 norm; the
   filter depends on `filter_seed` only, so runs with different `seed`s share one target
-  (Biderman et al., learning dynamics of linear SSMs). K is in `metadata["kernel"]`.
+  (Biderman et al., learning dynamics of linear SSMs). K is in `metadata["kernel"]`. The input is
+  white (`input_alpha` 0) or coloured, power spectrum ∝ f^(−input_alpha) (`power_law_noise`).
 - adding: two channels, values U[0, 1) and a marker that is 1 at one step of the first half and
   one of the second; the target is the sum of the two marked values. Pooled regression, y (n, 1),
   pooling "last".
@@ -134,12 +135,16 @@ def _regression_task(
     seed: int,
     options: dict[str, Any],
     metadata: dict[str, Any] | None = None,
+    input_alpha: float = 0.0,
 ) -> Task:
-    """A per-step regression task: u ~ N(0, 1) (n, L, 1), y = readout(kernel * u) (n, L, 1)."""
+    """A per-step regression task: u ~ N(0, 1) (n, L, 1), white or with power spectrum ∝ f^(−input_alpha),
+    y = readout(kernel * u) (n, L, 1)."""
     length = len(kernel)
     splits = {}
     for split, rng in _streams(name, seed).items():
         u = rng.standard_normal((sizes[split], length))
+        if input_alpha:
+            u = power_law_noise(u, input_alpha)
         y = causal_convolution(u, kernel)
         if nonlinear:
             y = np.tanh(y)
@@ -233,6 +238,24 @@ def make_memory_poly(
     return _memory_task("poly", "p", p, seq_len, max_len, nonlinear, n_train, n_val, n_test, seed)
 
 
+def power_law_noise(white: np.ndarray, alpha: float) -> np.ndarray:
+    """Coloured noise from white noise (n, L): each sequence filtered (circularly, by FFT) to the power
+    spectrum S(f) ∝ f^(−alpha), f in cycles per step; the f = 0 bin gets the gain of the lowest
+    nonzero frequency. Scaled so that every step has unit variance in expectation."""
+    length = white.shape[1]
+    frequency = np.fft.rfftfreq(length)
+    gain = np.empty_like(frequency)
+    gain[1:] = frequency[1:] ** (-alpha / 2)
+    gain[0] = gain[1] if length > 1 else 1.0
+    # per-step variance = mean of |gain|² over the L bins of the full (two-sided) spectrum
+    bins = np.full(len(frequency), 2.0)
+    bins[0] = 1.0
+    if length % 2 == 0:
+        bins[-1] = 1.0
+    variance = (bins * gain**2).sum() / length
+    return np.fft.irfft(np.fft.rfft(white, axis=1) * gain, n=length, axis=1) / np.sqrt(variance)
+
+
 def linear_filter_kernel(length: int, order: int, filter_seed: int) -> np.ndarray:
     """K[l] = Σ_n c_n a_n^l, l < length, with a_n ~ U(0.5, 0.95), c_n ~ N(0, 1); unit L2 norm."""
     rng = np.random.default_rng([filter_seed, zlib.crc32(b"linear-filter")])
@@ -248,15 +271,19 @@ def make_linear_filter(
     max_len: int | None = None,
     order: int = 4,
     filter_seed: int = 0,
+    input_alpha: float = 0.0,
     n_train: int = 2000,
     n_val: int = 250,
     n_test: int = 250,
     seed: int = 0,
 ) -> Task:
-    """A fixed random stable linear filter as the target (default length 128, 4 poles)."""
+    """A fixed random stable linear filter as the target (default length 128, 4 poles); the input
+    white (`input_alpha` 0) or with power spectrum ∝ f^(−input_alpha) (1: pink, 2: brown)."""
     length = _resolve_length(seq_len, max_len, 128)
     order = check_int("order", order)
     filter_seed = check_int("filter_seed", filter_seed, minimum=0)
+    if isinstance(input_alpha, bool) or not isinstance(input_alpha, int | float) or not input_alpha >= 0:
+        raise ValueError(f"option 'input_alpha' must be a number ≥ 0, got {input_alpha!r}")
     sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
     seed = check_int("seed", seed, minimum=0)
     kernel = linear_filter_kernel(length, order, filter_seed)
@@ -266,8 +293,14 @@ def make_linear_filter(
         nonlinear=False,
         sizes=sizes,
         seed=seed,
-        options={"seq_len": length, "order": order, "filter_seed": filter_seed},
+        options={
+            "seq_len": length,
+            "order": order,
+            "filter_seed": filter_seed,
+            "input_alpha": float(input_alpha),
+        },
         metadata={"kernel": kernel.tolist()},
+        input_alpha=float(input_alpha),
     )
 
 

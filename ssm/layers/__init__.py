@@ -3,7 +3,7 @@
 All take (B, L, H) and return (B, L, H); all share the constructor of `SSMLayer`.
 """
 
-from .base import Eigenvalues, SSMLayer
+from .base import DiscreteSystem, Eigenvalues, SSMLayer, frozen_state_tensors, sorted_eigenvalues
 from .s4 import S4
 from .s4d import S4D
 from .s5 import S5
@@ -18,4 +18,15 @@ def make_layer(name: str, d_model: int, **kwargs) -> SSMLayer:
     return LAYERS[name](d_model, **kwargs)
 
 
-__all__ = ["LAYERS", "S4", "S4D", "S5", "Eigenvalues", "SSMLayer", "make_layer"]
+__all__ = [
+    "LAYERS",
+    "S4",
+    "S4D",
+    "S5",
+    "DiscreteSystem",
+    "Eigenvalues",
+    "SSMLayer",
+    "frozen_state_tensors",
+    "make_layer",
+    "sorted_eigenvalues",
+]

@@ -1,9 +1,11 @@
 """What S4, S4D and S5 share: eigenvalue storage under a reparameterization, the step size, the
-frozen (reservoir) mode, and the output mixing of the S4D paper's layer."""
+frozen (reservoir) mode, the output mixing of the S4D paper's layer, and the discrete system that
+the diagnostics read (`SSMLayer.discrete_system`)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ from torch import nn
 
 from ssm import reparam as reparam_lib
 from ssm.init import DIAGONAL_INITS, DiagonalInit, diag_init
-from ssm.kernels import DISCRETIZATIONS
+from ssm.kernels import DISCRETIZATIONS, at_least_fp32
 
 
 def mark_ssm_parameter(p: torch.Tensor) -> torch.Tensor:
@@ -21,19 +23,75 @@ def mark_ssm_parameter(p: torch.Tensor) -> torch.Tensor:
     return p
 
 
-def complex_parameter(x: torch.Tensor) -> nn.Parameter:
-    """A complex tensor stored as a real parameter with a trailing (re, im) dimension of 2.
+def complex_storage(x: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as a real one with a trailing (re, im) dimension of 2 (a copy).
 
     Real storage keeps `module.double()`, `.to(dtype)`, `.half()` and every optimizer correct: they
     treat complex parameters inconsistently (`.to(torch.float64)` silently drops the imaginary part).
     Read it back with `as_complex`.
     """
-    return nn.Parameter(torch.view_as_real(x.resolve_conj()).clone())
+    return torch.view_as_real(x.resolve_conj()).clone()
+
+
+def complex_parameter(x: torch.Tensor) -> nn.Parameter:
+    """A complex tensor stored as a real parameter (`complex_storage`)."""
+    return nn.Parameter(complex_storage(x))
 
 
 def as_complex(p: torch.Tensor) -> torch.Tensor:
-    """The complex view of a parameter made by `complex_parameter`."""
+    """The complex view of a tensor made by `complex_storage` / `complex_parameter`."""
     return torch.view_as_complex(p)
+
+
+def register_state_tensor(module: nn.Module, name: str, value: torch.Tensor, trainable: bool) -> None:
+    """Register a piece of the state matrix (eigenvalues, dt, S4's P) on `module` as `name`.
+
+    trainable: an SSM parameter (`mark_ssm_parameter`). Frozen (`train_eigenvalues=False`, the
+    reservoir setting): a buffer, recorded so that `frozen_state_tensors` finds it.
+    """
+    if trainable:
+        setattr(module, name, mark_ssm_parameter(nn.Parameter(value)))
+    else:
+        module.register_buffer(name, value)
+        module._frozen_state_buffers = (*getattr(module, "_frozen_state_buffers", ()), name)
+
+
+def frozen_state_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """The frozen state-matrix tensors (buffers from `register_state_tensor`) anywhere in `model`:
+    parameters of the model that training does not change, e.g. for counting them."""
+    return [getattr(m, name) for m in model.modules() for name in getattr(m, "_frozen_state_buffers", ())]
+
+
+def sorted_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
+    """eig of a batch of square matrices (..., n, n), each row sorted by real, then imaginary part:
+    an order that follows the eigenvalues as the matrix changes a little, for drift and storage."""
+    lam = torch.linalg.eigvals(matrix)
+    lam = lam.gather(-1, torch.sort(lam.imag, dim=-1, stable=True).indices)
+    return lam.gather(-1, torch.sort(lam.real, dim=-1, stable=True).indices)
+
+
+@dataclass(frozen=True)
+class DiscreteSystem:
+    """The discrete linear system a layer runs: x_k = Ab x_{k−1} + Bb u_k (REFERENCE.md §1).
+
+    diagonal=True (S4D, S5): the state is N/2 complex conjugate-pair slots; Ab (..., N/2) holds the
+      discrete eigenvalues and broadcasts against Bb (S4D: (H, N/2), one system per channel; S5:
+      (N/2,), one state shared by all channels); outputs y = 2 Re(C x) + D u.
+    diagonal=False (S4): the full complex state in the basis [slots, conjugates]; Ab (H, N, N);
+      outputs y = Re(C x) + D u.
+    Bb: (H, n) with n = N/2 or N — row h is the input column of input channel h.
+    C: (directions, H, n) — the output rows; direction 1 (bidirectional layers) reads the reversed
+      sequence.
+    dt: real — the step per channel (H,) for S4 and S4D, per slot (N/2,) for S5.
+    Ab and Bb are complex128 (the discretization runs in double precision), C is in the layer's
+    complex dtype, dt in its real dtype. Tensors are attached to the autograd graph.
+    """
+
+    Ab: torch.Tensor
+    Bb: torch.Tensor
+    C: torch.Tensor
+    dt: torch.Tensor
+    diagonal: bool = True
 
 
 class Eigenvalues(nn.Module):
@@ -46,14 +104,8 @@ class Eigenvalues(nn.Module):
     def __init__(self, lam: torch.Tensor, reparam: reparam_lib.Reparam, trainable: bool = True):
         super().__init__()
         self.reparam = reparam
-        w = reparam.inverse(lam.real.to(torch.float64)).float()
-        imag = lam.imag.float()
-        if trainable:
-            self.w = mark_ssm_parameter(nn.Parameter(w))
-            self.imag = mark_ssm_parameter(nn.Parameter(imag))
-        else:
-            self.register_buffer("w", w)
-            self.register_buffer("imag", imag)
+        register_state_tensor(self, "w", reparam.inverse(lam.real.to(torch.float64)).float(), trainable)
+        register_state_tensor(self, "imag", lam.imag.float(), trainable)
 
     def forward(self) -> torch.Tensor:
         return torch.complex(self.reparam(self.w), self.imag)
@@ -72,11 +124,13 @@ def log_dt_init(n: int, dt_min: float, dt_max: float) -> torch.Tensor:
 class SSMLayer(nn.Module):
     """Base class: a linear SSM over (B, L, H) followed by GELU → dropout → Linear(H, 2H) → GLU.
 
-    Subclasses implement `ssm(u) -> (B, L, H)` (the linear part, skip term D included),
-    `ssm_step(u_t, state) -> (y_t, state)` and `default_state(batch)`.
-    """
+    `linear=True` drops everything after the SSM: the layer is the linear map u ↦ K * u + D u (the
+    linear SSM of the learning-dynamics study, CLAIMS.md §3). The SSM itself always computes in
+    fp32 or better, autocast or not; only the output mixing may run in bf16.
 
-    layer_name = ""
+    Subclasses implement `ssm(u) -> (B, L, H)` (the linear part, skip term D included),
+    `ssm_step(u_t, state) -> (y_t, state)`, `default_state(batch)` and `discrete_system()`.
+    """
 
     def __init__(
         self,
@@ -92,6 +146,7 @@ class SSMLayer(nn.Module):
         dropout: float = 0.0,
         ptd_eps: float = 0.1,
         ptd_perturbation: str = "optimized",
+        linear: bool = False,
     ):
         super().__init__()
         if not isinstance(d_model, int) or d_model < 1:
@@ -109,9 +164,11 @@ class SSMLayer(nn.Module):
         log_dt_init(1, dt_min, dt_max)  # validates the range before any parameter is built
         self.dt_min, self.dt_max = dt_min, dt_max
         self.reparam = reparam_lib.make(reparam) if isinstance(reparam, str) else reparam
+        self.linear = linear
         self.D = nn.Parameter(torch.randn(d_model))
-        self.dropout = nn.Dropout(dropout)
-        self.output_linear = nn.Linear(d_model, 2 * d_model)
+        if not linear:
+            self.dropout = nn.Dropout(dropout)
+            self.output_linear = nn.Linear(d_model, 2 * d_model)
 
     # --- the shared pieces -------------------------------------------------------------------
     def _diagonal_init(self, N: int) -> DiagonalInit:
@@ -121,13 +178,13 @@ class SSMLayer(nn.Module):
         return diag_init(self.init_name, N, eps=self.ptd_eps, seed=seed, perturbation=self.ptd_perturbation)
 
     def _make_log_dt(self, n: int) -> None:
-        log_dt = log_dt_init(n, self.dt_min, self.dt_max)
-        if self.train_eigenvalues:
-            self.log_dt = mark_ssm_parameter(nn.Parameter(log_dt))
-        else:
-            self.register_buffer("log_dt", log_dt)
+        register_state_tensor(
+            self, "log_dt", log_dt_init(n, self.dt_min, self.dt_max), self.train_eigenvalues
+        )
 
     def _mix(self, y: torch.Tensor) -> torch.Tensor:
+        if self.linear:
+            return y
         y = self.dropout(F.gelu(y))
         return F.glu(self.output_linear(y), dim=-1)
 
@@ -139,7 +196,9 @@ class SSMLayer(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u: (B, L, H) → (B, L, H)."""
         self._check_input(u)
-        return self._mix(self.ssm(u))
+        with torch.autocast(u.device.type, enabled=False):
+            y = self.ssm(at_least_fp32(u))
+        return self._mix(y)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step: u_t (B, H), state → (y_t (B, H), next state). Stepping a sequence
@@ -148,7 +207,8 @@ class SSMLayer(nn.Module):
             raise ValueError("a bidirectional layer sees the future: it has no recurrent (step) mode")
         if u_t.dim() != 2 or u_t.shape[-1] != self.d_model:
             raise ValueError(f"expected u_t of shape (B, {self.d_model}), got {tuple(u_t.shape)}")
-        y, state = self.ssm_step(u_t, state)
+        with torch.autocast(u_t.device.type, enabled=False):
+            y, state = self.ssm_step(at_least_fp32(u_t), state)
         return self._mix(y), state
 
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
@@ -160,13 +220,18 @@ class SSMLayer(nn.Module):
     def default_state(self, batch: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def discrete_system(self) -> DiscreteSystem:
+        """The discrete system (Ab, Bb, C, dt) the layer runs now, from its current parameters."""
+        raise NotImplementedError
+
     def eigenvalues(self) -> torch.Tensor:
-        """The continuous-time eigenvalues λ currently in use (complex)."""
+        """The continuous-time eigenvalues λ of the state matrix currently in use (complex):
+        (H, N/2) for S4D, (N/2,) for S5 — one per conjugate pair. S4 overrides it (eig(A))."""
         return self.eig()
 
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, init={self.init_name!r}, "
             f"discretization={self.discretization!r}, train_eigenvalues={self.train_eigenvalues}, "
-            f"bidirectional={self.bidirectional}"
+            f"bidirectional={self.bidirectional}" + (", linear=True" if self.linear else "")
         )

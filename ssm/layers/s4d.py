@@ -6,7 +6,7 @@ import torch
 
 from ssm.kernels import discretize, fft_conv, s4d_kernel
 
-from .base import Eigenvalues, SSMLayer, as_complex, complex_parameter, mark_ssm_parameter
+from .base import DiscreteSystem, Eigenvalues, SSMLayer, as_complex, complex_parameter, mark_ssm_parameter
 
 
 class S4D(SSMLayer):
@@ -15,8 +15,6 @@ class S4D(SSMLayer):
     Per channel h: eigenvalues λ[h] (N/2 slots, from `init`, stored under `reparam`), B[h], C[h],
     dt[h]. `train_eigenvalues=False` freezes λ and dt (buffers). Any diagonal init works.
     """
-
-    layer_name = "s4d"
 
     def __init__(self, d_model: int, d_state: int = 64, **kwargs):
         super().__init__(d_model, d_state, **kwargs)
@@ -49,14 +47,18 @@ class S4D(SSMLayer):
         k = self._kernels(u.shape[1])
         return fft_conv(u, k[0], k[1] if self.bidirectional else None) + u * self.D
 
+    def discrete_system(self) -> DiscreteSystem:
+        """Ab, Bb (H, N/2) complex128, C (directions, H, N/2), dt (H,): one system per channel."""
+        dt = torch.exp(self.log_dt)
+        Ab, Bb = discretize(self.eig(), as_complex(self.B), dt[:, None], self.discretization)
+        return DiscreteSystem(Ab, Bb, as_complex(self.C), dt)
+
     def default_state(self, batch: int) -> torch.Tensor:
         B = as_complex(self.B)
         return torch.zeros(batch, *B.shape, dtype=B.dtype, device=B.device)
 
     def ssm_step(self, u_t, state):
-        Ab, Bb = discretize(
-            self.eig(), as_complex(self.B), torch.exp(self.log_dt)[:, None], self.discretization
-        )
-        state = Ab.to(state.dtype) * state + Bb.to(state.dtype) * u_t[..., None]
-        y = 2 * (as_complex(self.C[0]) * state).sum(-1).real + self.D * u_t
+        system = self.discrete_system()
+        state = system.Ab.to(state.dtype) * state + system.Bb.to(state.dtype) * u_t[..., None]
+        y = 2 * (system.C[0] * state).sum(-1).real + self.D * u_t
         return y.to(u_t.dtype), state

@@ -6,7 +6,7 @@ import torch
 
 from ssm.kernels import discretize, linear_scan
 
-from .base import Eigenvalues, SSMLayer, as_complex, complex_parameter, mark_ssm_parameter
+from .base import DiscreteSystem, Eigenvalues, SSMLayer, as_complex, complex_parameter, mark_ssm_parameter
 
 
 class S5(SSMLayer):
@@ -17,8 +17,6 @@ class S5(SSMLayer):
     real B and C carried into the eigenbasis; dt is per state. Bidirectional: a second C̃ reads a scan
     of the reversed sequence.
     """
-
-    layer_name = "s5"
 
     def __init__(self, d_model: int, d_state: int = 64, blocks: int = 1, **kwargs):
         super().__init__(d_model, d_state, **kwargs)
@@ -46,14 +44,21 @@ class S5(SSMLayer):
         self.B = mark_ssm_parameter(complex_parameter(torch.cat(B_parts, 0).to(torch.complex64)))  # (N2 H 2)
         self.C = complex_parameter(torch.cat(C_parts, -1).to(torch.complex64))  # (directions H N2 2)
 
+    def discrete_system(self) -> DiscreteSystem:
+        """Ab (N/2,) complex128 — one state shared by all channels —, Bb (H, N/2) complex128 (row h:
+        the state's input column for channel h), C (directions, H, N/2), dt (N/2,) per state."""
+        dt = torch.exp(self.log_dt)
+        Ab, Bb = discretize(self.eig()[:, None], as_complex(self.B), dt[:, None], self.discretization)
+        return DiscreteSystem(Ab[:, 0], Bb.transpose(0, 1), as_complex(self.C), dt)
+
     def _discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
-        B = as_complex(self.B)
-        Ab, Bb = discretize(self.eig()[:, None], B, torch.exp(self.log_dt)[:, None], self.discretization)
-        return Ab[:, 0].to(B.dtype), Bb.to(B.dtype)  # (N2,), (N2 H)
+        """Ab (N2,) and Bb (H, N2) in the layer's complex dtype."""
+        system, dtype = self.discrete_system(), as_complex(self.B).dtype
+        return system.Ab.to(dtype), system.Bb.to(dtype)
 
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
         Ab, Bb = self._discrete()
-        Bu = u.to(Bb.dtype) @ Bb.transpose(0, 1)  # (B L N2)
+        Bu = u.to(Bb.dtype) @ Bb  # (B L N2)
         C = as_complex(self.C)
         y = 2 * (linear_scan(Ab, Bu) @ C[0].transpose(0, 1)).real
         if self.bidirectional:
@@ -67,7 +72,7 @@ class S5(SSMLayer):
 
     def ssm_step(self, u_t, state):
         Ab, Bb = self._discrete()
-        state = Ab * state + u_t.to(Bb.dtype) @ Bb.transpose(0, 1)
+        state = Ab * state + u_t.to(Bb.dtype) @ Bb
         y = 2 * (state @ as_complex(self.C[0]).transpose(0, 1)).real + self.D * u_t
         return y.to(u_t.dtype), state
 

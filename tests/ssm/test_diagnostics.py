@@ -5,6 +5,7 @@ b_τ = [Re(Ab^τ Bb), Im(Ab^τ Bb)] summed into Σ = Σ_τ b_τ b_τᵀ over eno
 1e-18 of the first term, and MF(τ) = b_τᵀ Σ⁻¹ b_τ by a plain linear solve (numpy, no cutoff).
 """
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -248,7 +249,8 @@ def test_model_memory_functions_of_s4_use_the_dense_system():
     layer.log_dt.data = torch.log(torch.tensor([0.05, 0.3]))
     (mf,) = diagnostics.model_memory_functions(layer, 50)
     with torch.no_grad():
-        A, b, _ = layer._dense_system()
+        system = layer.discrete_system()
+        A, b = system.Ab, system.Bb
     for h in range(2):
         Ah, bh = A[h].numpy(), b[h].numpy()
         responses = [bh]
@@ -327,25 +329,104 @@ def test_grad_over_weight_frozen_layers_and_zero_weights():
 # --- eigenvalues and their drift ------------------------------------------------------------------
 
 
-def test_eigenvalue_drift():
+def test_eigenvalue_drift_reports_re_im_dt_and_abs_ab_separately():
     model = tiny_model(reparam="exp", init="lin")
-    initial = diagnostics.eigenvalues(model)
-    assert [x.dtype for x in initial] == [torch.complex128] * 2 and initial[0].shape == (3, 2)
-    unchanged = diagnostics.eigenvalue_drift(initial, diagnostics.eigenvalues(model))
-    assert unchanged["mean"] == unchanged["max"] == unchanged["relative"] == 0.0
+    initial = diagnostics.spectra(model)
+    assert [x["lam"].dtype for x in initial] == [torch.complex128] * 2 and initial[0]["lam"].shape == (3, 2)
+    unchanged = diagnostics.eigenvalue_drift(initial, diagnostics.spectra(model))
+    assert all(unchanged[k] == 0.0 for k in ("re_lambda", "im_lambda", "dt", "abs_Ab", "mean", "max"))
 
     first, second = model.ssm_layers()
+    dt0 = [torch.exp(layer.log_dt).detach().numpy().copy() for layer in (first, second)]
     with torch.no_grad():
-        first.eig.w += math.log(2)  # Re λ: −½ → −1 everywhere, |Δλ| = ½
-        second.eig.w[0, 0] = math.log(1.5)  # one Re λ: −½ → −1.5, |Δλ| = 1
-    drift = diagnostics.eigenvalue_drift(initial, diagnostics.eigenvalues(model))
-    lam = -0.5 + 1j * np.pi * np.arange(2)  # S4D-Lin, N = 4, per channel
-    mean_size = np.abs(lam).mean()
-    assert drift["layers"][0] == pytest.approx({"mean": 0.5, "max": 0.5, "relative": 0.5 / mean_size})
-    assert drift["layers"][1] == pytest.approx({"mean": 1 / 6, "max": 1.0, "relative": 1 / 6 / mean_size})
-    assert drift["mean"] == pytest.approx((6 * 0.5 + 1) / 12)
-    assert drift["max"] == pytest.approx(1.0)
-    assert drift["relative"] == pytest.approx((6 * 0.5 + 1) / 12 / mean_size)
+        first.eig.w += math.log(2)  # Re λ: −½ → −1 everywhere
+        second.log_dt += math.log(3)  # dt ×3, λ unchanged
+    drift = diagnostics.eigenvalue_drift(initial, diagnostics.spectra(model))
+
+    # independent: S4D-Lin λ_n = −½ + iπn per channel (N = 4), ZOH |Ab| = exp(dt Re λ)
+    lam0 = np.broadcast_to(-0.5 + 1j * np.pi * np.arange(2), (3, 2))
+    re1 = np.full((3, 2), -1.0)
+    abs_ab0 = [np.exp(dt[:, None] * lam0.real) for dt in dt0]
+    abs_ab1 = [np.exp(dt0[0][:, None] * re1), np.exp(3 * dt0[1][:, None] * lam0.real)]
+    relative = lambda new, old: np.abs(new - old).mean() / np.abs(old).mean()  # noqa: E731
+    layer0, layer1 = drift["layers"]
+    assert layer0["re_lambda"] == pytest.approx(1.0) and layer0["im_lambda"] == 0.0 and layer0["dt"] == 0.0
+    assert layer0["abs_Ab"] == pytest.approx(relative(abs_ab1[0], abs_ab0[0]), rel=1e-6)
+    assert layer0["mean"] == pytest.approx(0.5) and layer0["max"] == pytest.approx(0.5)
+    assert layer1["re_lambda"] == 0.0 and layer1["im_lambda"] == 0.0 and layer1["mean"] == 0.0
+    assert layer1["dt"] == pytest.approx(2.0, rel=1e-6)
+    assert layer1["abs_Ab"] == pytest.approx(relative(abs_ab1[1], abs_ab0[1]), rel=1e-6)
+    # over both layers together
+    assert drift["re_lambda"] == pytest.approx(0.5)
+    assert drift["dt"] == pytest.approx(
+        relative(np.concatenate([dt0[0], 3 * dt0[1]]), np.concatenate(dt0)), rel=1e-6
+    )
+    assert drift["abs_Ab"] == pytest.approx(
+        relative(np.concatenate([a.ravel() for a in abs_ab1]), np.concatenate([a.ravel() for a in abs_ab0])),
+        rel=1e-6,
+    )
+    # λ-only lists (from `eigenvalues`) still work: dt and |Ab| are unknown there
+    only_lambda = diagnostics.eigenvalue_drift([x["lam"] for x in initial], diagnostics.eigenvalues(model))
+    assert only_lambda["re_lambda"] == pytest.approx(0.5) and only_lambda["dt"] is None
+
+
+# --- memory capacity of layers and the arrays -----------------------------------------------------
+
+
+def test_memory_capacity_of_an_s4d_inv_layer_at_init_has_its_tail():
+    """At init (dt in [1e-3, 1e-1]) the slow modes remember for thousands of steps: a sum over the
+    first lags misses part of MC; the capacity with its closed-form tail reads N = 64."""
+    torch.manual_seed(0)
+    layer = S4D(4, d_state=64, init="inv")
+    (memory,) = diagnostics.model_memory(layer, 256)
+    print(f"\nS4D-Inv N=64 at init: MC {memory.capacity}, truncated at 256 lags {memory.truncated_capacity}")
+    np.testing.assert_allclose(memory.capacity, 64, atol=0.5)
+    (short,) = diagnostics.model_memory(layer, 32)  # MF ≤ 1: 32 lags hold at most 32
+    assert (short.truncated_capacity <= 32).all()
+    np.testing.assert_allclose(short.capacity, memory.capacity, atol=1e-6)
+    # the same as the infinite sum of the standalone function, channel by channel
+    system = layer.discrete_system()
+    for h in range(4):
+        expected = diagnostics.memory_capacity(system.Ab[h].detach(), system.Bb[h].detach())
+        assert memory.capacity[h] == pytest.approx(expected, abs=1e-3)
+
+
+def test_memory_capacity_of_s4_and_s5_layers_includes_the_tail():
+    s4 = S4(2, d_state=8, l_max=64)
+    s4.log_dt.data = torch.log(torch.tensor([0.05, 0.3]))
+    (memory,) = diagnostics.model_memory(s4, 5)  # 5 lags hold at most 5
+    assert (memory.truncated_capacity <= 5).all()
+    np.testing.assert_allclose(memory.capacity, [8, 8], atol=1e-6)  # controllable: MC = N
+    s5 = S5(3, d_state=8, init="inv", dt_min=0.01, dt_max=0.02)
+    (memory,) = diagnostics.model_memory(s5, 10)
+    np.testing.assert_allclose(memory.capacity, [8, 8, 8], atol=1e-6)
+
+
+def test_layer_arrays_are_plain_json_of_the_diagnostics():
+    model = SequenceModel(ModelConfig(layer="s4d", init="inv", d_model=3, d_state=8, n_layers=2), 2, 2)
+    arrays = diagnostics.layer_arrays(model, 16)
+    assert json.loads(json.dumps(arrays, allow_nan=False)) == arrays
+    assert len(arrays) == 2
+    spectrum = diagnostics.spectra(model)[0]
+    first = arrays[0]
+    assert np.array(first["eigenvalues"]).shape == (3, 4, 2)
+    seven_digits = {"rtol": 5e-7, "atol": 0}  # rounded to float32's precision
+    np.testing.assert_allclose(
+        np.array(first["eigenvalues"])[..., 1], spectrum["lam"].imag.numpy(), **seven_digits
+    )
+    np.testing.assert_allclose(np.array(first["Ab"])[..., 0], spectrum["Ab"].real.numpy(), **seven_digits)
+    np.testing.assert_allclose(first["dt"], spectrum["dt"].numpy(), **seven_digits)
+    memory = diagnostics.model_memory(model, 16)[0]
+    np.testing.assert_allclose(np.array(first["memory_function"]), memory.function, rtol=5e-7, atol=1e-12)
+    np.testing.assert_allclose(first["memory_capacity"], memory.capacity, **seven_digits)
+
+    s4 = S4(2, d_state=4, l_max=8, reparam="none")
+    with torch.no_grad():
+        s4.eig.w[0] = 5.0  # channel 0 unstable: its MF row has no value
+    (row,) = diagnostics.layer_arrays(s4, 5)
+    assert np.array(row["eigenvalues"]).shape == (2, 4, 2)  # eig(A): all N
+    assert row["memory_function"][0] == [None] * 5 and None not in row["memory_function"][1]
+    json.dumps(row, allow_nan=False)
 
 
 # --- Fourier-noise robustness ---------------------------------------------------------------------

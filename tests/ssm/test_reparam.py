@@ -62,3 +62,15 @@ def test_errors_are_clear():
         make("best", b=0.5).inverse(-torch.tensor([1.0, 4.0]))
     with pytest.raises(ValueError, match="needs Re λ < 0"):
         make("exp").inverse(torch.tensor([0.5]))
+
+
+@pytest.mark.parametrize("b", [0.5, 0.3, 2.0])
+def test_best_inverse_at_the_edge_of_its_range_is_zero(b):
+    """f(0) = −1/b is in the range of 'best': its preimage is w = 0 (closed form), below it errors."""
+    r = make("best", a=1.7, b=b)
+    edge = torch.tensor([-1.0 / b], dtype=torch.float64)
+    w = r.inverse(edge)
+    assert w.item() == 0.0
+    assert r(w).item() == pytest.approx(-1.0 / b, rel=1e-15)
+    with pytest.raises(ValueError, match="choose reparam_b"):
+        r.inverse(edge * (1 + 1e-9))

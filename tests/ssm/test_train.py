@@ -3,10 +3,15 @@
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
+from ssm import diagnostics
 from ssm.config import TrialConfig
-from ssm.train import TrialResult, count_parameters, lr_schedule, train
+from ssm.data import get_task
+from ssm.model import SequenceModel
+from ssm.train import TrialResult, count_parameters, lr_schedule, seed_everything, train
 
 TINY = {"d_model": 16, "d_state": 8, "n_layers": 1}
 SMALL_DELAY = {"name": "delay", "n_train": 256, "n_val": 64, "n_test": 64, "seq_len": 32, "delay": 4}
@@ -128,6 +133,10 @@ def test_count_parameters_counts_frozen_eigenvalues_and_dt():
     assert counts["frozen"] == layers * (H * N2 * 2 + H)  # Re-parameter w and Im λ per slot, dt per channel
     assert counts["trainable"] == sum(p.numel() for p in model.parameters())
     assert counts["total"] == counts["trainable"] + counts["frozen"]
+    s4 = SequenceModel(
+        ModelConfig(layer="s4", d_model=H, d_state=2 * N2, n_layers=1, train_eigenvalues=False), 3, 2
+    )
+    assert count_parameters(s4)["frozen"] == H * N2 * 2 + H + H * N2 * 2  # and S4's P (complex, per slot)
 
 
 def test_diagnostics_are_reported_per_epoch_and_fourier_at_the_end():
@@ -144,13 +153,66 @@ def test_diagnostics_are_reported_per_epoch_and_fourier_at_the_end():
     for m in seen:
         assert {
             "grad_over_weight_mean",
-            "eigenvalue_drift_mean",
+            "grad_over_weight_layers",
+            "drift_re_lambda",
+            "drift_im_lambda",
+            "drift_dt",
+            "drift_abs_Ab",
             "memory_capacity",
+            "memory_capacity_truncated",
             "diagnostics_fraction",
         } <= set(m)
         assert len(m["memory_capacity"]) == config.model.n_layers
-        assert m["eigenvalue_drift_mean"] > 0  # trained eigenvalues moved
+        assert m["drift_re_lambda"] > 0 and m["drift_dt"] > 0  # trained eigenvalues and dt moved
+        # all lags (closed-form tail) ≥ the first 32; MC ≤ N = 8
+        for total, truncated in zip(m["memory_capacity"], m["memory_capacity_truncated"], strict=True):
+            assert truncated <= total + 1e-9 and total <= 8 + 1e-6
     frequencies = [row["frequency"] for row in result.diagnostics["fourier"]]
     assert frequencies == [None, 0.1, 0.4]
     clean = result.diagnostics["fourier"][0]["accuracy"]
     assert clean == pytest.approx(result.test_metric)
+    assert json.loads(result.model_dump_json())["diagnostics"]["arrays"].keys() == {"init", "best", "end"}
+
+
+def fresh_model(config: TrialConfig):
+    """The model `train` builds for `config`, at its initialization, and the task."""
+    seed_everything(config.seed)
+    task = get_task(config.task.name, **config.task.options)
+    model = SequenceModel(
+        config.model, task.d_input, task.n_classes, input_type=task.input_type, output=task.output,
+        pooling=task.pooling, paired=task.paired, l_max=task.seq_len,
+    )  # fmt: skip
+    return model, task
+
+
+def test_diagnostic_arrays_at_init_best_and_end():
+    config = tiny_config(diagnostics={"every": 1, "memory_max_lag": 8}, optim={"epochs": 2, "batch_size": 64})
+    result = train(config)
+    arrays = result.diagnostics["arrays"]
+    model, _ = fresh_model(config)
+    assert arrays["init"] == diagnostics.layer_arrays(model, 8)
+    assert arrays["end"] != arrays["init"]  # trained
+    (layer,) = arrays["best"]
+    assert np.array(layer["eigenvalues"]).shape == (16, 4, 2) and np.array(
+        layer["memory_function"]
+    ).shape == (16, 8)
+
+
+def test_grad_over_weight_is_measured_before_clipping():
+    """One full-batch step per epoch: epoch 0's ratio is that of the initial model's gradient,
+    computed here independently, whatever the (tiny) clipping threshold does to the update."""
+    n_train = SMALL_DELAY["n_train"]
+    config = tiny_config(
+        diagnostics={"every": 1, "memory_max_lag": 4},
+        optim={"epochs": 1, "batch_size": n_train, "grad_clip": 1e-6},
+    )
+    seen = []
+    train(config, on_epoch=seen.append)
+    model, task = fresh_model(config)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(task.train.x, task.train.lengths), task.train.y)
+    loss.backward()
+    expected = diagnostics.grad_over_weight(model)
+    assert seen[0]["grad_over_weight_mean"] == pytest.approx(expected["mean"], rel=1e-4)
+    assert seen[0]["grad_over_weight_max"] == pytest.approx(expected["max"], rel=1e-4)
+    assert seen[0]["grad_over_weight_layers"] == pytest.approx([expected["layers"][0]["mean"]], rel=1e-4)

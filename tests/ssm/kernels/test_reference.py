@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssm.init import _normal_part_eigen, diag_init, hippo_legs, hippo_legs_nplr
+from ssm.init import diag_init, hippo_legs, hippo_legs_nplr, normal_part_eigen
 from ssm.kernels import cauchy, dplr_kernel, fft_conv, linear_scan, s4d_kernel, vandermonde_kernel
 from ssm.kernels.reference import s4d_kernel as s4d_kernel_blocked
 
@@ -95,7 +95,7 @@ def test_dplr_kernel_equals_dense_hippo_bilinear():
     N, L = 16, 300
     A, Bh = (x.numpy() for x in hippo_legs(N))
     _, P, _ = hippo_legs_nplr(N)
-    lam, V = _normal_part_eigen(N)
+    lam, V = normal_part_eigen(N)
     V = V.numpy()
     rng = np.random.default_rng(0)
     dts = np.array([0.01, 0.05, 0.3])

@@ -1,7 +1,6 @@
-"""Measurements that explain a trained SSM: memory function, gradient-over-weight ratio, eigenvalue
-drift, robustness to Fourier-mode input noise (REFERENCE.md §2–§4).
+"""The memory function and memory capacity of linear state systems (REFERENCE.md §4).
 
-Memory function (REFERENCE.md §4). One channel's discrete diagonal system x_k = Ab x_{k−1} + Bb u_k
+ One channel's discrete diagonal system x_k = Ab x_{k−1} + Bb u_k
 keeps N/2 complex slots for a real state of size N (REFERENCE.md §1). Everything here works on the
 *real* representation of that state: slot x = a + ib contributes the real coordinates (a, b), in
 the order [Re x_0 … Re x_{N/2−1}, Im x_0 … Im x_{N/2−1}], so
@@ -43,7 +42,7 @@ below 1e-10 of the strongest cannot be read out in float64 and does not count as
 amplified by up to 1/rcond); at 1e-10, MF(τ) and MC are accurate to about 1e-6.
 
 All the numerics run in float64/complex128 on the CPU. The linear algebra here is many small
-matrices (N ≤ a few hundred): it runs on one thread (`_one_thread`), which costs nothing on an idle
+matrices (N ≤ a few hundred): it runs on one thread (`one_thread`), which costs nothing on an idle
 machine and avoids the spinning BLAS/LAPACK threads that made batched `eigh` up to 100× slower on a
 shared, oversubscribed CPU in our measurements.
 """
@@ -52,17 +51,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
-import scipy.signal
 import torch
-from torch import nn
-
-from ssm.kernels import discretize
-from ssm.layers import S4, S4D, S5, SSMLayer
-from ssm.layers.base import as_complex
 
 DEFAULT_RCOND = 1e-10
 # memory_capacity(max_lag=None) sums lags until the remaining tail is below DEFAULT_TAIL_TOL, or up
@@ -98,9 +90,9 @@ def memory_function(
     Returns float64 (max_lag,) — or (..., max_lag) — in [0, 1] up to rounding (~1e-9).
     Raises ValueError unless every |Ab| < 1: an unstable state has no stationary covariance.
     """
-    _check_max_lag(max_lag)
+    check_max_lag(max_lag)
     Ab, Bb = _diagonal_system(Ab, Bb)
-    with _one_thread():
+    with one_thread():
         readout, _ = _whitening(_covariance(Ab, Bb), rcond)
         return _diagonal_mf(Ab, Bb, readout, 0, max_lag).numpy()
 
@@ -123,9 +115,9 @@ def memory_capacity(
     Returns a float for one system (N/2,), a float64 array for a batch (..., N/2).
     """
     if max_lag is not None:
-        _check_max_lag(max_lag)
+        check_max_lag(max_lag)
     Ab, Bb = _diagonal_system(Ab, Bb)
-    with _one_thread():
+    with one_thread():
         readout, _ = _whitening(_covariance(Ab, Bb), rcond)
         if max_lag is not None:
             total = _diagonal_mf(Ab, Bb, readout, 0, max_lag).sum(-1)
@@ -162,7 +154,7 @@ def empirical_memory_function(
     mode needs for its start-up transient ρ^{2k} to fall below 1e-6 (at most n_steps // 4).
     With the defaults the R² of each lag is within about 0.02 of MF(τ) for N ≤ 16.
     """
-    _check_max_lag(max_lag)
+    check_max_lag(max_lag)
     Ab, Bb = (x.numpy() for x in _diagonal_system(Ab, Bb))
     if Ab.ndim != 1:
         raise ValueError(f"empirical_memory_function takes one system of shape (N/2,), got {Ab.shape}")
@@ -181,6 +173,8 @@ def empirical_memory_function(
 
     u = np.random.default_rng(seed).standard_normal(n_steps)
     # One first-order recursive filter per slot: x_n[k] = Ab_n x_n[k−1] + Bb_n u[k].
+    import scipy.signal  # only this function needs scipy
+
     x = np.stack([scipy.signal.lfilter([b], [1.0, -a], u) for a, b in zip(Ab, Bb, strict=True)], -1)
     features = torch.from_numpy(np.concatenate([x.real, x.imag], -1)[washout:])  # (n_used, N)
     steps = torch.arange(washout, n_steps)
@@ -193,7 +187,7 @@ def empirical_memory_function(
     X_train = (X_train[:, moving] - mean[moving]) / std[moving]
     X_test = (X_test[:, moving] - mean[moving]) / std[moving]
     y_mean = Y_train.mean(0)
-    with _one_thread():
+    with one_thread():
         gram = X_train.T @ X_train + ridge * n_train * torch.eye(X_train.shape[1], dtype=X_train.dtype)
         weights = torch.linalg.solve(gram, X_train.T @ (Y_train - y_mean))
         residual = Y_test - (X_test @ weights + y_mean)
@@ -201,199 +195,11 @@ def empirical_memory_function(
     return (1.0 - residual.square().sum(0) / spread.square().sum(0)).numpy()
 
 
-# --- the memory function of the layers of a model -----------------------------------------------
-
-
-def model_memory_functions(
-    model: nn.Module, max_lag: int, *, rcond: float = DEFAULT_RCOND
-) -> list[np.ndarray]:
-    """MF per SSM layer and input channel: a list, one float64 array (channels, max_lag) per layer.
-
-    `model`: a `SequenceModel` (its `ssm_layers()`) or a single SSM layer. Each layer is discretized
-    as it runs — its `discretization`, its current λ, B and dt — in float64:
-    - S4D: channel h is its own diagonal system (Ab[h], Bb[h]) of N/2 slots;
-    - S5: the shared state of N/2 slots (per-state dt) driven by input channel h alone, (Ab, Bb[:, h]);
-    - S4: the full DPLR system of channel h, A = Λ − P P* discretized bilinearly
-      (`S4._dense_system`, N×N in the basis [slots, conjugates] — MF does not depend on the basis);
-      Σ by Smith's doubling iteration Σ ← Σ + Aᵏ Σ (Aᵏ)ᴴ, Aᵏ ← (Aᵏ)², batched over channels.
-    A channel whose system is not strictly stable (possible under the `none` reparameterization)
-    has no memory function: its row is NaN.
-    """
-    _check_max_lag(max_lag)
-    results = []
-    with torch.no_grad(), _one_thread():
-        for layer in _ssm_layers(model):
-            if isinstance(layer, S4):
-                A, b, _ = layer._dense_system()
-                results.append(_dense_mf(A.cpu(), b.cpu(), max_lag, rcond).numpy())
-                continue
-            lam, B = layer.eig().cpu(), as_complex(layer.B).cpu()
-            dt = torch.exp(layer.log_dt).cpu()[:, None]
-            if isinstance(layer, S5):
-                Ab, Bb = discretize(lam[:, None], B, dt, layer.discretization)  # (N/2, 1), (N/2, H)
-                Ab, Bb = Ab.expand_as(Bb).T, Bb.T  # (H, N/2): the shared state, driven by channel h
-            elif isinstance(layer, S4D):
-                Ab, Bb = discretize(lam, B, dt, layer.discretization)  # (H, N/2)
-            else:
-                raise TypeError(f"no memory function for layer type {type(layer).__name__}")
-            stable = (Ab.abs() < 1).all(-1)
-            mf = torch.full((Ab.shape[0], max_lag), math.nan, dtype=torch.float64)
-            if bool(stable.any()):
-                readout, _ = _whitening(_covariance(Ab[stable], Bb[stable]), rcond)
-                mf[stable] = _diagonal_mf(Ab[stable], Bb[stable], readout, 0, max_lag)
-            results.append(mf.numpy())
-    return results
-
-
-# --- gradient-over-weight ratio and eigenvalues (REFERENCE.md §3) --------------------------------
-
-
-def grad_over_weight(model: nn.Module, eps: float = 1e-12) -> dict[str, Any]:
-    """The gradient-over-weight ratio r = |∂L/∂w| / |w| of the eigenvalue parameters (REFERENCE.md §3).
-
-    w is `layer.eig.w`, the parameter under the reparameterization (Re λ = f(w)); ∂L/∂w is what is
-    in `w.grad` now (the caller has run backward). r is taken elementwise and summarized:
-        {"layers": [{"mean": r̄, "max": r_max, "n": entries used, "n_excluded": k} or None, ...],
-         "mean": r̄ over all layers' entries together, "max": r_max over them}
-    A layer whose w is frozen (`train_eigenvalues=False`) or has no gradient is None. Entries with
-    |w| ≤ `eps` have no finite ratio (w = 0 happens, e.g. `exp` at Re λ = −1): they are left out of
-    the summaries and counted in "n_excluded". A summary over no entries is None. Plain floats.
-    """
-    layers: list[dict[str, Any] | None] = []
-    pooled = []
-    for layer in _ssm_layers(model):
-        w = layer.eig.w
-        if not isinstance(w, nn.Parameter) or not w.requires_grad or w.grad is None:
-            layers.append(None)
-            continue
-        magnitude = w.detach().to("cpu", torch.float64).abs().flatten()
-        grad = w.grad.detach().to("cpu", torch.float64).abs().flatten()
-        finite = magnitude > eps
-        ratio = grad[finite] / magnitude[finite]
-        pooled.append(ratio)
-        layers.append({**_mean_max(ratio), "n": int(finite.sum()), "n_excluded": int((~finite).sum())})
-    overall = _mean_max(torch.cat(pooled)) if pooled else {"mean": None, "max": None}
-    return {"layers": layers, **overall}
-
-
-def eigenvalues(model: nn.Module) -> list[torch.Tensor]:
-    """The continuous-time eigenvalues λ of each SSM layer: complex128 CPU tensors, detached.
-
-    Shapes: S4D (H, N/2), S5 (N/2,), S4 (H, N/2) — for S4 the diagonal part Λ of A = Λ − P P*, the
-    eigenvalue parameter S4 trains (not the eigenvalues of the full DPLR matrix).
-    """
-    with torch.no_grad():
-        return [layer.eigenvalues().detach().to("cpu", torch.complex128) for layer in _ssm_layers(model)]
-
-
-def eigenvalue_drift(initial: Sequence[torch.Tensor], current: Sequence[torch.Tensor]) -> dict[str, Any]:
-    """How far the eigenvalues moved, from two lists returned by `eigenvalues(model)`.
-
-    Returns {"layers": [{"mean": mean |Δλ|, "max": max |Δλ|, "relative": mean |Δλ| / mean |λ_initial|},
-    ...], "mean", "max", "relative"}, the last three over all layers' eigenvalues together; plain
-    floats ("relative" is None when the initial eigenvalues are all 0).
-    """
-    if len(initial) != len(current):
-        raise ValueError(f"initial has {len(initial)} layers, current has {len(current)}")
-    layers, deltas, sizes = [], [], []
-    for i, (before, after) in enumerate(zip(initial, current, strict=True)):
-        before, after = (torch.as_tensor(x).detach().to("cpu", torch.complex128) for x in (before, after))
-        if before.shape != after.shape:
-            raise ValueError(
-                f"layer {i}: eigenvalue shapes differ, {tuple(before.shape)} vs {tuple(after.shape)}"
-            )
-        deltas.append((after - before).abs().flatten())
-        sizes.append(before.abs().flatten())
-        layers.append(_drift_summary(deltas[-1], sizes[-1]))
-    if not layers:
-        return {"layers": [], "mean": None, "max": None, "relative": None}
-    return {"layers": layers, **_drift_summary(torch.cat(deltas), torch.cat(sizes))}
-
-
-# --- robustness to Fourier-mode noise (REFERENCE.md §2, the PTD claim) ---------------------------
-
-
-def fourier_noise_robustness(
-    model: nn.Module,
-    task: Any,
-    frequencies: Iterable[float],
-    amplitude: float,
-    split: str = "test",
-    batch_size: int = 256,
-    max_batches: int | None = None,
-    seed: int = 0,
-) -> list[dict[str, float | None]]:
-    """Accuracy on a task split when every input sequence carries a sinusoid amplitude·sin(2π f t + φ).
-
-    f in cycles per step (0.5 is the Nyquist frequency), t the step index, φ uniform on [0, 2π) per
-    sequence, drawn from `seed` (the same phases at every frequency). The sinusoid is added on each
-    sequence's valid steps (t < length): to every input channel for continuous inputs; for token
-    inputs to the encoder output, through a forward hook on `model.encoder` that is removed
-    afterwards (errors included). `task`: an `ssm.data.Task` of kind "classification" (pooled, or
-    per-step labels counted on valid steps). `max_batches` evaluates only the first batches.
-    The model runs in eval mode without gradients and gets its training flag back.
-    Returns [{"frequency": None, "accuracy": clean}, {"frequency": f, "accuracy": ...}, ...] with
-    accuracies as fractions in [0, 1].
-    """
-    if task.kind != "classification":
-        raise ValueError(
-            f"Fourier robustness measures accuracy: the task must be a classification task, got {task.kind!r}"
-        )
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"unknown split {split!r}; valid splits: train, val, test")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    frequencies = [float(f) for f in frequencies]
-    data = getattr(task, split)
-    tokens = task.input_type == "tokens"
-    device = next(model.parameters()).device
-    encoder_noise: list[torch.Tensor] = []  # what the hook adds to the encoder output: (n_seq, L, 1)
-
-    def add_noise_to_encoding(_module, _inputs, output):
-        return output + encoder_noise[0].to(output.dtype) if encoder_noise else output
-
-    def accuracy(frequency: float | None) -> float:
-        generator = torch.Generator().manual_seed(seed)
-        correct = total = 0
-        for start in range(0, len(data.y), batch_size):
-            if max_batches is not None and start // batch_size >= max_batches:
-                break
-            batch = slice(start, start + batch_size)
-            x, y, lengths = (t[batch].to(device) for t in (data.x, data.y, data.lengths))
-            flat_lengths = lengths.reshape(-1)  # (B,); for paired inputs (2B,), the encoder's order
-            phase = 2 * math.pi * torch.rand(flat_lengths.shape[0], generator=generator, dtype=torch.float64)
-            encoder_noise.clear()
-            if frequency is not None:
-                n_steps = x.shape[-1] if tokens else x.shape[1]
-                wave = _sinusoid(n_steps, flat_lengths, amplitude, frequency, phase.to(device))
-                if tokens:
-                    encoder_noise.append(wave)
-                else:
-                    x = x + wave.to(x.dtype)
-            hit, count = _correct(model(x, lengths), y, lengths)
-            correct, total = correct + hit, total + count
-        encoder_noise.clear()
-        return correct / max(total, 1)
-
-    was_training = model.training
-    hook = model.encoder.register_forward_hook(add_noise_to_encoding) if tokens else None
-    try:
-        model.eval()
-        with torch.no_grad():
-            rows: list[dict[str, float | None]] = [{"frequency": None, "accuracy": accuracy(None)}]
-            rows += [{"frequency": f, "accuracy": accuracy(f)} for f in frequencies]
-    finally:
-        if hook is not None:
-            hook.remove()
-        model.train(was_training)
-    return rows
-
-
-# --- internals ------------------------------------------------------------------------------------
+# --- shared with the layer diagnostics, and internals --------------------------------------------
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Run torch's BLAS/LAPACK on one thread (module docstring: small matrices gain nothing from
     threads, and spinning threads on a busy CPU cost up to 100×). Restores the thread count."""
     threads = torch.get_num_threads()
@@ -404,15 +210,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _ssm_layers(model: nn.Module) -> list[SSMLayer]:
-    if isinstance(model, SSMLayer):
-        return [model]
-    if hasattr(model, "ssm_layers"):
-        return list(model.ssm_layers())
-    raise TypeError(f"expected a SequenceModel or an SSM layer, got {type(model).__name__}")
-
-
-def _check_max_lag(max_lag: int) -> None:
+def check_max_lag(max_lag: int) -> None:
     if isinstance(max_lag, bool) or not isinstance(max_lag, int | np.integer) or max_lag < 1:
         raise ValueError(f"max_lag must be a positive integer, got {max_lag!r}")
 
@@ -499,10 +297,35 @@ def _diagonal_tail(Ab: torch.Tensor, Bb: torch.Tensor, W: torch.Tensor, lags: in
     return torch.einsum("...ij,...jk,...ik->...", W, tail_sigma, W)
 
 
-def _dense_mf(A: torch.Tensor, b: torch.Tensor, max_lag: int, rcond: float) -> torch.Tensor:
-    """MF per channel of dense systems A (H, N, N), b (H, N) (complex, any basis of the real state),
-    (H, max_lag); NaN rows for channels that are not strictly stable."""
-    A, b = A.to(torch.complex128), b.to(torch.complex128)
+def diagonal_memory(
+    Ab: torch.Tensor, Bb: torch.Tensor, max_lag: int, rcond: float = DEFAULT_RCOND
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MF (H, max_lag) and MC (H,) of H diagonal systems Ab, Bb complex (H, N/2).
+
+    MC = Σ_{τ<max_lag} MF(τ) + the tail Σ_{τ≥max_lag} MF(τ) in closed form (`_diagonal_tail`): the
+    infinite sum, the numerical rank of the state. Rows of systems that are not strictly stable
+    (possible under the `none` reparameterization) are NaN.
+    """
+    Ab, Bb = (x.detach().to("cpu", torch.complex128) for x in (Ab, Bb))
+    mf = torch.full((Ab.shape[0], max_lag), math.nan, dtype=torch.float64)
+    mc = torch.full((Ab.shape[0],), math.nan, dtype=torch.float64)
+    stable = (Ab.abs() < 1).all(-1)
+    if bool(stable.any()):
+        Ab, Bb = Ab[stable], Bb[stable]
+        W, _ = _whitening(_covariance(Ab, Bb), rcond)
+        mf[stable] = _diagonal_mf(Ab, Bb, W, 0, max_lag)
+        mc[stable] = mf[stable].sum(-1) + _diagonal_tail(Ab, Bb, W, max_lag)
+    return mf, mc
+
+
+def dense_memory(
+    A: torch.Tensor, b: torch.Tensor, max_lag: int, rcond: float = DEFAULT_RCOND
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MF (H, max_lag) and MC (H,) of H dense systems A (H, N, N), b (H, N), complex, in any basis of
+    the real state (MF does not depend on the basis). Σ by Smith's doubling iteration, batched over
+    systems; MC adds the closed-form tail trace(W A^T Σ (A^T)ᴴ Wᴴ), T = max_lag. NaN rows for systems
+    that are not strictly stable."""
+    A, b = (x.detach().to("cpu", torch.complex128) for x in (A, b))
     # Smith's doubling: after k steps Σ holds the first 2^k terms of Σ_τ A^τ b bᴴ (A^τ)ᴴ and
     # power = A^(2^k); the tail left is power Σ powerᴴ, negligible once ‖power‖ < 1e-10.
     sigma, power = b[..., :, None] * b[..., None, :].conj(), A
@@ -514,44 +337,17 @@ def _dense_mf(A: torch.Tensor, b: torch.Tensor, max_lag: int, rcond: float) -> t
             break
     stable = (size < 1e-10) & torch.isfinite(sigma).all(-1).all(-1)
     mf = torch.full((A.shape[0], max_lag), math.nan, dtype=torch.float64)
+    mc = torch.full((A.shape[0],), math.nan, dtype=torch.float64)
     if bool(stable.any()):
-        A, b = A[stable], b[stable]
-        W, _ = _whitening(sigma[stable], rcond)
+        A, b, sigma = A[stable], b[stable], sigma[stable]
+        W, _ = _whitening(sigma, rcond)
         responses, power = b[..., None], A  # b_τ = A^τ b for τ < m, doubling m: [b_τ, A^m b_τ]
         while responses.shape[-1] < max_lag:
             responses = torch.cat([responses, power @ responses], -1)
             power = power @ power
         mf[stable] = (W @ responses[..., :max_lag]).abs().square().sum(-2)
-    return mf
-
-
-def _mean_max(values: torch.Tensor) -> dict[str, float | None]:
-    if values.numel() == 0:
-        return {"mean": None, "max": None}
-    return {"mean": float(values.mean()), "max": float(values.max())}
-
-
-def _drift_summary(delta: torch.Tensor, size: torch.Tensor) -> dict[str, float | None]:
-    if delta.numel() == 0:
-        return {"mean": None, "max": None, "relative": None}
-    mean, scale = float(delta.mean()), float(size.mean())
-    return {"mean": mean, "max": float(delta.max()), "relative": mean / scale if scale > 0 else None}
-
-
-def _sinusoid(
-    n_steps: int, lengths: torch.Tensor, amplitude: float, frequency: float, phase: torch.Tensor
-) -> torch.Tensor:
-    """amplitude·sin(2π f t + φ) on each sequence's valid steps t < length, 0 after: (n_seq, L, 1)."""
-    t = torch.arange(n_steps, device=lengths.device, dtype=torch.float64)
-    wave = amplitude * torch.sin(2 * math.pi * frequency * t + phase[:, None])
-    return (wave * (t < lengths[:, None]))[..., None]
-
-
-def _correct(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> tuple[int, int]:
-    """(number correct, number counted): per sequence for pooled outputs; per valid step for
-    sequence outputs (logits (B, L, K), y (B, L))."""
-    hit = logits.argmax(-1) == y
-    if hit.dim() == 1:
-        return int(hit.sum()), hit.numel()
-    valid = torch.arange(hit.shape[1], device=hit.device)[None, :] < lengths.reshape(-1, 1)
-    return int((hit & valid).sum()), int(valid.sum())
+        shift = W @ torch.linalg.matrix_power(A, max_lag)
+        mc[stable] = (
+            mf[stable].sum(-1) + torch.einsum("...ij,...jk,...ik->...", shift, sigma, shift.conj()).real
+        )
+    return mf, mc
