@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.leaderboard import AverageRow, Leaderboard, LeaderboardRow
+from orchestrator.models import FINAL_SWEEP_STATES
 
 from .schemas import (
     BaselineOut,
@@ -38,7 +39,6 @@ from .schemas import (
 )
 
 API_PREFIX = "/api/v1"
-FINAL_SWEEP_STATES = ("completed", "cancelled")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -156,7 +156,7 @@ class Client:
         timeout: float | None = None,
         on_progress: Callable[[SweepDetail], None] | None = None,
     ) -> SweepDetail:
-        """Poll until the sweep is completed or cancelled; TimeoutError after `timeout` seconds."""
+        """Poll until the sweep is closed (completed, cancelled or failed); TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             sweep = self.sweep(sweep_id)

@@ -25,6 +25,7 @@ def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
         "progress": done / total if total else 0.0,
         "created_at": sweep.created_at,
         "finished_at": sweep.finished_at,
+        "error": sweep.error,
     }
 
 

@@ -88,12 +88,11 @@ from ssm.config import ModelConfig, OptimConfig, TrialConfig
 
 from . import store
 from .db import process_sessions
-from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
+from .models import FINAL_TRIAL_STATES, OPEN_SWEEP_STATES, EpochMetric, Result, Sweep, Trial, utcnow
 from .spec import SearchSpec, SpecError, SweepSpec, make_trial_config
 
 log = logging.getLogger(__name__)
 
-OPEN_SWEEP_STATES = ("pending", "running")
 MAX_GRID_POINTS = 100_000
 TRIAL_ID_ATTR = "ssmbench_trial_id"
 
@@ -564,7 +563,8 @@ class SearchCoordinator:
             spec_json = session.scalar(select(Sweep.spec).where(Sweep.id == sweep_id))
             try:
                 return self._plan(sweep_id, spec_json or {})
-            except (SpecError, ValidationError):
+            except Exception:  # a spec that no longer reads: nothing to tell Optuna (the sweep failed)
+                log.warning("sweep %s: its stored spec does not read; its search is left alone", sweep_id)
                 self._plans[sweep_id] = None
         return self._plans[sweep_id]
 
@@ -583,6 +583,8 @@ class SearchCoordinator:
                 self._plans[sweep_id] = None
                 store.cancel_sweep(session, sweep_id)
                 continue
+            except Exception as err:  # the scheduler fails this sweep, not every sweep's pass
+                raise store.SweepFailure(sweep_id, store.failure_reason("planning its search", err)) from err
             if plan is None:
                 continue
             now_open.add(sweep_id)
@@ -590,6 +592,11 @@ class SearchCoordinator:
                 self._ask_sweep(session, plan, max_concurrent, scheduler)
             except optuna.exceptions.StorageInternalError as err:  # a dropped connection: next step
                 log.warning("Optuna storage error for sweep %s, retrying next step: %s", sweep_id, err)
+            except exc.DBAPIError:
+                raise
+            except Exception as err:
+                reason = store.failure_reason("asking Optuna for trials", err)
+                raise store.SweepFailure(sweep_id, reason) from err
         for sweep_id in self._open - now_open:  # closed since the last step: reconcile at once
             self._closing.add(sweep_id)
             self._last_reconcile.pop(sweep_id, None)

@@ -1,4 +1,9 @@
 """ssm: the state space model package — initializations, reparameterizations, kernels, layers,
 models, data, training and diagnostics. Imports torch/numpy/scipy/triton only."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("ssmbench")  # pyproject.toml is the one place it is written
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"

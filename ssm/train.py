@@ -8,7 +8,6 @@ and the test split is evaluated once. This is the unit of work a Ray worker runs
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import random
@@ -358,7 +357,3 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "ssmbench": getattr(ssm, "__version__", "unknown"),
     }
-
-
-def result_json(result: TrialResult) -> str:
-    return json.dumps(result.model_dump(mode="json"), indent=2)

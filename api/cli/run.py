@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .common import console, fail, print_json
+from .common import console, fail, print_json, trial_progress
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
-
-FINAL = ("completed", "failed", "pruned", "diverged", "cancelled")
 
 
 def _database_url(db: str | None) -> str:
@@ -52,13 +49,14 @@ def run_command(
 
     from orchestrator import store
     from orchestrator.db import make_engine, session_factory, transaction, upgrade
+    from orchestrator.models import TrialState
     from orchestrator.scheduler import Scheduler, connect_ray
 
     upgrade(url)
     sessions = session_factory(make_engine(url))
     with transaction(sessions) as s:
         sweep_id = store.create_sweep(s, spec).id
-        reused = store.state_counts(s, sweep_id).get("completed", 0)
+        reused = store.state_counts(s, sweep_id).get(TrialState.COMPLETED, 0)
     connect_ray()
     scheduler = Scheduler(url, settings.model_copy(update={"database_url": url}))
     try:
@@ -74,21 +72,7 @@ def run_command(
 
 
 def _run_with_progress(scheduler, sweep_id: int, name: str, total: int) -> None:
-    columns = (
-        TextColumn(f"[bold]{name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[counts]}"),
-    )
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(name, total=total, counts="")
-
-        def on_progress(counts: dict[str, int]) -> None:
-            done = sum(n for state, n in counts.items() if state in FINAL)
-            shown = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
-            progress.update(bar, completed=done, total=max(total, sum(counts.values())), counts=shown)
-
+    with trial_progress(name, total) as on_progress:
         scheduler.run([sweep_id], on_progress=on_progress)
 
 

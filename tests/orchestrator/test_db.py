@@ -31,4 +31,4 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0003"
+    assert head_revision() == "0006"
