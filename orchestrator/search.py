@@ -80,7 +80,7 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import create_engine, exc, func, select, text
+from sqlalchemy import Text, cast, create_engine, exc, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -560,9 +560,10 @@ class SearchCoordinator:
 
     def _plan_for(self, session: Session, sweep_id: int) -> SearchPlan | None:
         if sweep_id not in self._plans:
-            spec_json = session.scalar(select(Sweep.spec).where(Sweep.id == sweep_id))
             try:
-                return self._plan(sweep_id, spec_json or {})
+                return self._plan(
+                    sweep_id, session.scalar(select(Sweep.spec).where(Sweep.id == sweep_id)) or {}
+                )
             except Exception:  # a spec that no longer reads: nothing to tell Optuna (the sweep failed)
                 log.warning("sweep %s: its stored spec does not read; its search is left alone", sweep_id)
                 self._plans[sweep_id] = None
@@ -818,10 +819,15 @@ class SearchCoordinator:
         first time (a new process), then those that closed since; dropped once nothing is RUNNING."""
         if not self._scanned_closed:
             self._scanned_closed = True
-            for sweep_id, spec_json in session.execute(
-                select(Sweep.id, Sweep.spec).where(Sweep.state.not_in(OPEN_SWEEP_STATES))
+            # the text, parsed here: one sweep's spec that does not read must not stop this scan
+            for sweep_id, spec_text in session.execute(
+                select(Sweep.id, cast(Sweep.spec, Text)).where(Sweep.state.not_in(OPEN_SWEEP_STATES))
             ):
-                if (spec_json or {}).get("search"):
+                try:
+                    searched = bool(json.loads(spec_text or "{}").get("search"))
+                except (ValueError, AttributeError):  # its sweep failed on it; nothing to tell Optuna
+                    continue
+                if searched:
                     self._closing.add(sweep_id)
         now = time.monotonic()
         for sweep_id in sorted(self._closing):

@@ -20,7 +20,6 @@ from ssm.train import TrialResult
 from .db import insert_ignoring_conflicts
 from .leaderboard import record_result_aggregate
 from .models import (
-    FINAL_SWEEP_STATES,
     FINAL_TRIAL_STATES,
     OPEN_SWEEP_STATES,
     EpochMetric,
@@ -282,12 +281,16 @@ def fail_sweep(session: Session, sweep_id: int, reason: str) -> int:
 
 
 def _stop_sweep(session: Session, sweep_id: int, state: SweepState, reason: str | None) -> int:
-    sweep = session.get(Sweep, sweep_id)
-    if sweep is None:
-        raise KeyError(sweep_id)
-    if sweep.state in FINAL_SWEEP_STATES:
+    # Guarded in SQL and without loading the row: the spec of a sweep being failed may not read.
+    stopped = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.state.in_(OPEN_SWEEP_STATES))
+        .values(state=state, error=reason, finished_at=utcnow())
+    ).rowcount
+    if not stopped:
+        if session.scalar(select(Sweep.id).where(Sweep.id == sweep_id)) is None:
+            raise KeyError(sweep_id)
         return 0
-    sweep.state, sweep.error, sweep.finished_at = state, reason, utcnow()
     result = session.execute(
         update(Trial)
         .where(Trial.sweep_id == sweep_id, Trial.state == TrialState.PENDING)
