@@ -71,7 +71,7 @@ class InFlight:
 class LoopHealth:
     """What the scheduling loop says about itself, updated after every pass (read by /health)."""
 
-    last_pass_at: datetime | None = None
+    last_step_at: datetime | None = None
     """when the last pass that did not raise ended"""
     failing_passes: int = 0
     """consecutive passes that raised, up to now (0: the last pass went through)"""
@@ -79,7 +79,7 @@ class LoopHealth:
     """what the failing passes ran into, in a few words (never the exception's text: the log has it)"""
 
     def passed(self) -> None:
-        self.last_pass_at, self.failing_passes, self.last_error = utcnow(), 0, None
+        self.last_step_at, self.failing_passes, self.last_error = utcnow(), 0, None
 
     def failed(self, err: BaseException) -> None:
         self.failing_passes += 1

@@ -43,7 +43,7 @@ class SchedulerStatus:
     holds_lease: bool
     in_flight: int
     """trials this scheduler runs now"""
-    last_pass_at: datetime | None
+    last_step_at: datetime | None
     failing_passes: int
     """consecutive scheduling passes that raised, up to now"""
     last_error: str | None
@@ -175,7 +175,7 @@ class SchedulerService:
             state=self._state,
             holds_lease=bool(scheduler and scheduler.holds_lease),
             in_flight=len(scheduler.in_flight) if scheduler else 0,
-            last_pass_at=health.last_pass_at if health else None,
+            last_step_at=health.last_step_at if health else None,
             failing_passes=health.failing_passes if health else 0,
             last_error=self._start_error or (health.last_error if health else None),
         )

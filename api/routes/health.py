@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from fastapi import APIRouter, Request, Response
@@ -48,16 +49,8 @@ def get_health(request: Request, response: Response, session: SessionDep) -> Hea
         scheduler, ray, scheduler_ok = SCHEDULER_OFF, RAY_UNUSED, True
     else:
         status, ray_status = service.status(), service.ray_status()
-        scheduler = SchedulerHealth(
-            enabled=True,
-            state=status.state,
-            holds_lease=status.holds_lease,
-            in_flight=status.in_flight,
-            last_step_at=status.last_pass_at,
-            failing_passes=status.failing_passes,
-            last_error=status.last_error,
-        )
-        ray = ComponentHealth(ok=ray_status.ok, detail=ray_status.detail)
+        scheduler = SchedulerHealth(enabled=True, **dataclasses.asdict(status))
+        ray = ComponentHealth(**dataclasses.asdict(ray_status))
         scheduler_ok = ray.ok and not status.degraded
     healthy = database.ok and scheduler_ok
     if not healthy:
