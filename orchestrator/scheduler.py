@@ -5,13 +5,10 @@ tasks, requeue trials whose worker or node died, cancel what was cancelled or fa
 running trials nobody heartbeats, then start pending trials while the cluster has room. Everything
 it knows is in the database, so a new scheduler continues where a dead one stopped.
 
-One loop, `run()`: `step()` until the given sweeps are done (`ssmbench run`, tests) or until told to
-stop (the service's background thread, `orchestrator.service.SchedulerService`), retrying a pass
-that lost the database and keeping `health` (a `LoopHealth`) up to date.
-
-Sweeps are isolated from each other: an exception while handling one sweep (its stored spec no
-longer reads, its search cannot ask or tell, a trial's stored resources are not numbers) marks that
-sweep failed with the reason (`Sweep.error`) and the pass goes on with the others.
+One loop, `run()` (`orchestrator.loop`): until the given sweeps are done (`ssmbench run`) or until
+told to stop (the service's thread, `orchestrator.service`). Sweeps are kept apart: an error that
+is one sweep's own (its stored spec does not read, its search cannot ask or tell, a trial's stored
+resources are not numbers) fails that sweep with the reason (`Sweep.error`); the others go on.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import ray
@@ -36,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import store
 from .db import insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
+from .loop import LoopHealth, run_passes
 from .models import (
     FINAL_SWEEP_STATES,
     OPEN_SWEEP_STATES,
@@ -53,8 +51,6 @@ from .worker import Trainer, TrialJob, run_trial
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
-DATABASE_RETRY_SECONDS = 0.5
-MAX_FAILURE_BACKOFF_SECONDS = 5.0
 
 
 @dataclass
@@ -65,43 +61,6 @@ class InFlight:
     attempt: int
     cpus: float
     gpus: float
-
-
-@dataclass
-class LoopHealth:
-    """What the scheduling loop says about itself, updated after every pass (read by /health)."""
-
-    last_step_at: datetime | None = None
-    """when the last pass that did not raise ended"""
-    failing_passes: int = 0
-    """consecutive passes that raised, up to now (0: the last pass went through)"""
-    last_error: str | None = None
-    """what the failing passes ran into, in a few words (never the exception's text: the log has it)"""
-
-    def passed(self) -> None:
-        self.last_step_at, self.failing_passes, self.last_error = utcnow(), 0, None
-
-    def failed(self, err: BaseException) -> None:
-        self.failing_passes += 1
-        if isinstance(err, OperationalError | DBAPIError):
-            self.last_error = f"the database did not answer ({type(err).__name__})"
-        elif isinstance(err, ray_errors.RayError):
-            self.last_error = f"Ray did not answer ({type(err).__name__})"
-        else:
-            self.last_error = f"a scheduling pass raised {type(err).__name__}"
-
-
-def connect_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster at RAY_ADDRESS, else start a local Ray with this machine's CPUs and GPUs.
-
-    A local Ray picks free ports for itself (never Redis's 6379)."""
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 class Scheduler:
@@ -124,7 +83,7 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self.in_flight: dict[int, InFlight] = {}
         self.holds_lease = False
-        self.health = LoopHealth()
+        self.health = LoopHealth()  # how the passes of `run` go
         self._renew_lease_at = 0.0
         self._last_reconcile = 0.0
         self._last_bookkeeping = 0.0
@@ -192,8 +151,8 @@ class Scheduler:
         search_error = None
         if bookkeeping:
             self._read_specs()
-            if self.search is not None:
-                search_error = self._ask()
+            if self.search is not None:  # top up search sweeps with trials from Optuna
+                search_error = self._for_sweep(None, "asking the search for trials", self.search.ask)
         started = self._start_pending()
         if bookkeeping:
             self._each_sweep("closing it", list(self._specs), self._close_or_cancel)
@@ -211,9 +170,10 @@ class Scheduler:
             store.fail_sweep(s, sweep_id, reason)
         self._specs.pop(sweep_id, None)
 
-    def _for_sweep(self, sweep_id: int, during: str, work: Callable[[Any], Any]) -> None:
-        """`work(session)` in a transaction; an error that is not the database's or Ray's fails the
-        sweep, with `during` (what was being done) as the start of its reason."""
+    def _for_sweep(self, sweep_id: int | None, during: str, work: Callable[[Any], Any]) -> Exception | None:
+        """`work(session)` in a transaction. An error that is not the database's or Ray's fails a
+        sweep: the one a `store.SweepFailure` names, else `sweep_id`, with `during` (what was being
+        done) as the start of its reason. An error that names no sweep is returned."""
         try:
             with transaction(self.sessions) as s:
                 work(s)
@@ -222,7 +182,10 @@ class Scheduler:
         except store.SweepFailure as failure:
             self._fail_sweep(failure.sweep_id, failure.reason, failure.__cause__ or failure)
         except Exception as err:
+            if sweep_id is None:
+                return err
             self._fail_sweep(sweep_id, store.failure_reason(during, err), err)
+        return None
 
     def _each_sweep(self, during: str, sweep_ids: list[int], work: Callable[[Any, int], Any]) -> None:
         """`work(session, sweep_id)` for every sweep in one transaction; when that raises (not the
@@ -257,20 +220,6 @@ class Scheduler:
                 )
 
             self._for_sweep(sweep_id, "its stored spec does not read", read)
-
-    def _ask(self) -> Exception | None:
-        """Top up search sweeps with trials from Optuna. An error of one sweep fails it; an error
-        that names no sweep is returned (the pass raises it once the rest has run)."""
-        try:
-            with transaction(self.sessions) as s:
-                self.search.ask(s)
-        except (OperationalError, DBAPIError, ray_errors.RayError):
-            raise
-        except store.SweepFailure as failure:
-            self._fail_sweep(failure.sweep_id, failure.reason, failure.__cause__ or failure)
-        except Exception as err:
-            return err
-        return None
 
     def _close_or_cancel(self, s, sweep_id: int) -> None:
         """Complete the sweep if all its trials are final; else cancel it once past its wall budget."""
@@ -438,56 +387,35 @@ class Scheduler:
         """Loop `step()` until the given sweeps (default: all) are closed and have no unfinished trial
         (`until_done`), until `stop` is set, or until `timeout` seconds passed (TimeoutError).
 
-        A pass that lost the database is retried: every write is idempotent and every decision is
-        re-read from the database, so the next pass resumes. Any other error of a pass is raised,
-        unless `keep_going` (the service): then it is logged and the pass retried after a pause that
-        grows while passes keep failing. `health` counts the failing passes; `after_pass()` runs after
-        every pass, good or bad; `on_progress(trial counts by state)` after every good one."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        stop = stop or threading.Event()
+        The loop is `orchestrator.loop.run_passes`: a pass that lost the database is retried; any
+        other error is raised, unless `keep_going` (the service: logged, retried, counted in
+        `health`). `after_pass()` runs after every pass, good or bad; `on_progress(trial counts by
+        state)` after every good one."""
         counts: dict[str, int] = {}
-        while not stop.is_set():
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"sweeps {sweep_ids or 'all'} not finished after {timeout} s: {counts}")
-            try:
-                busy = self.step()
-                counts = self._counts(sweep_ids) if until_done or on_progress is not None else {}
-                done = until_done and self._done(sweep_ids)
-            except Exception as err:
-                self.health.failed(err)
-                pause = self._failed_pass(err, keep_going)
-                if after_pass is not None:
-                    after_pass()
-                stop.wait(pause)
-                continue
-            self.health.passed()
-            if after_pass is not None:
-                after_pass()
+
+        def finished() -> bool:
+            nonlocal counts
+            if not until_done and on_progress is None:
+                return False
+            counts = self._counts(sweep_ids)
             if on_progress is not None:
                 on_progress(counts)
-            if done and not counts.get(TrialState.RUNNING) and not counts.get(TrialState.PENDING):
-                return
-            if not busy:
-                stop.wait(self.poll_seconds)
+            unfinished = counts.get(TrialState.RUNNING) or counts.get(TrialState.PENDING)
+            return until_done and not unfinished and self._done(sweep_ids)
 
-    def _failed_pass(self, err: Exception, keep_going: bool) -> float:
-        """Log a pass that raised (or raise it again); returns the pause before the next pass."""
-        if isinstance(err, OperationalError | DBAPIError):
-            # A lost connection (a restarted or terminated database backend)
-            log.warning("database error in the scheduling loop, retrying: %s", str(err).splitlines()[0])
-            return DATABASE_RETRY_SECONDS
-        if not keep_going:
-            raise err
-        if self.health.failing_passes == 1:
-            log.error("scheduling pass failed, retrying: %s", "".join(traceback.format_exception(err)))
-        else:
-            log.error(
-                "scheduling pass failed again (%d in a row): %s: %s",
-                self.health.failing_passes,
-                type(err).__name__,
-                err,
+        try:
+            run_passes(
+                self.step,
+                finished,
+                health=self.health,
+                poll_seconds=self.poll_seconds,
+                timeout=timeout,
+                stop=stop,
+                keep_going=keep_going,
+                after_pass=after_pass,
             )
-        return min(MAX_FAILURE_BACKOFF_SECONDS, self.poll_seconds * 2 ** (self.health.failing_passes - 1))
+        except TimeoutError as err:
+            raise TimeoutError(f"sweeps {sweep_ids or 'all'}: {err}: {counts}") from None
 
     def _counts(self, sweep_ids) -> dict[str, int]:
         with self.sessions() as s:

@@ -100,7 +100,8 @@ class SchedulerService:
 
     # --- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
-        from .scheduler import Scheduler, connect_ray  # imports Ray: only where a scheduler runs
+        from .cluster import connect_ray  # Ray is imported only where a scheduler runs
+        from .scheduler import Scheduler
 
         try:
             connect_ray(self.num_cpus)

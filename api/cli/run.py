@@ -48,9 +48,10 @@ def run_command(
         fail(f"{spec_path}: {err}")
 
     from orchestrator import store
+    from orchestrator.cluster import connect_ray
     from orchestrator.db import make_engine, session_factory, transaction, upgrade
     from orchestrator.models import TrialState
-    from orchestrator.scheduler import Scheduler, connect_ray
+    from orchestrator.scheduler import Scheduler
 
     upgrade(url)
     sessions = session_factory(make_engine(url))

@@ -77,7 +77,7 @@ def test_health_is_degraded_while_scheduling_passes_keep_failing(sqlite_url, mon
     from api.app import create_app
     from api.deps import ServiceSettings
 
-    monkeypatch.setattr(orchestrator.scheduler, "connect_ray", lambda num_cpus=None: None)
+    monkeypatch.setattr(orchestrator.cluster, "connect_ray", lambda num_cpus=None: None)
     monkeypatch.setattr(
         orchestrator.cluster,
         "cluster_summary",
