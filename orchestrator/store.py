@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -268,8 +269,13 @@ class SweepFailure(Exception):
 
 def failure_reason(during: str, err: BaseException) -> str:
     """`during` and the exception's type and first line (no traceback), at most 500 characters: what
-    a failed sweep's `error` tells its owner. The traceback goes to the log."""
-    lines = str(err).strip().splitlines()
+    a failed sweep's `error` tells its owner. The traceback goes to the log. A pydantic error says
+    its first field and message (its own first line only counts the errors)."""
+    if isinstance(err, ValidationError) and err.errors():
+        first = err.errors()[0]
+        lines = [f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"]
+    else:
+        lines = str(err).strip().splitlines()
     return f"{during}: {type(err).__name__}{': ' + lines[0] if lines else ''}"[:500]
 
 
