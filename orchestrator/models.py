@@ -67,15 +67,17 @@ class UtcDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    @staticmethod
+    def _utc(value: datetime | None) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return self._utc(value)
+
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return self._utc(value)
 
 
 class Base(DeclarativeBase):

@@ -56,8 +56,10 @@ class TrialJob:
 
     trial_id: int
     attempt: int
+    """the attempt the worker owns: every write it makes is guarded by (trial, attempt)"""
     database_url: str
     checkpoint_root: str | None = None
+    """the trial checkpoints into `<checkpoint_root>/trial-<id>` (None: no checkpoints)"""
     heartbeat_seconds: float = 5.0
     data_dir: str | None = None
     train_fn: Trainer | None = None
