@@ -6,32 +6,27 @@
 REST under /api/v1 (api/routes/), Prometheus text at /metrics, OpenAPI at /openapi.json and /docs.
 The database must be migrated (`ssmbench db upgrade`): `create_app` refuses an unmigrated one with
 `orchestrator.db.DatabaseNotMigrated`, whose message says so. With `settings.scheduler` (the
-default) the app's lifespan runs the scheduler in a background thread — a loop of
-`Scheduler.step()` — and stops it cleanly on shutdown; the database lease lets only one of several
+default) the app's lifespan starts the scheduler (`orchestrator.service.SchedulerService`, a
+background thread) and stops it cleanly on shutdown; the database lease lets only one of several
 replicas schedule at a time, the others stand by.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-import traceback
-from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.db import make_engine, require_migrated, session_factory
+from orchestrator.service import SchedulerService
+from orchestrator.worker import Trainer
+from ssm import __version__
 
 from . import schemas as api_schemas
 from .deps import API_PREFIX, ServiceSettings
@@ -40,149 +35,6 @@ from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddle
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .routes import ROUTERS
 from .routes.leaderboard import BoardCache
-from .schemas import ComponentHealth, SchedulerHealth
-
-log = logging.getLogger("api")
-CLUSTER_REFRESH_SECONDS = 5.0
-
-
-def _version() -> str:
-    try:
-        return metadata.version("ssmbench")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-# --- the scheduler inside the service -----------------------------------------------------------------
-
-
-class SchedulerThread:
-    """Runs `orchestrator.scheduler.Scheduler.step()` in a loop on a daemon thread.
-
-    Ray is joined (or a local Ray started, with `settings.ray_num_cpus`) on the thread, so the API
-    answers while Ray starts. A database error in a pass is logged and the next pass retries (every
-    write is idempotent); `stop()` ends the loop, releases the lease and closes the scheduler.
-    """
-
-    def __init__(self, settings: ServiceSettings, train_fn: Callable[..., Any] | None = None):
-        self.settings, self.train_fn = settings, train_fn
-        self.state = "starting"
-        self.last_step_at: datetime | None = None
-        self.last_error: str | None = None
-        self.ray_ok: bool | None = None
-        self.ray_error: str | None = None
-        self.cluster: dict[str, Any] | None = None
-        self._cluster_checked = 0.0
-        self.scheduler = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ssmbench-scheduler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        from orchestrator.scheduler import Scheduler, connect_ray
-
-        try:
-            connect_ray(self.settings.ray_num_cpus)
-            self._refresh_cluster()
-            if self._stop.is_set():
-                self._shutdown_ray()
-                return
-            self.scheduler = Scheduler(
-                self.settings.database_url,
-                self.settings,
-                train_fn=self.train_fn,
-                poll_seconds=self.settings.scheduler_poll_seconds,
-            )
-        except Exception as err:
-            self.state, self.last_error = "error", f"{type(err).__name__}: {err}"
-            log.error("the scheduler could not start: %s", self.last_error)
-            self._shutdown_ray()
-            return
-        log.info("scheduler %s started", self.scheduler.identity)
-        try:
-            while not self._stop.is_set():
-                self._step()
-                self._stop.wait(self.settings.scheduler_poll_seconds)
-        finally:
-            try:
-                self.scheduler.close()
-            except Exception as err:  # the database went away; the lease expires by itself
-                log.warning("closing the scheduler: %s", err)
-            self.state = "stopped"
-            self._shutdown_ray()
-
-    @staticmethod
-    def _shutdown_ray() -> None:
-        """Stop the local Ray this service started (its agents outlive an exiting driver otherwise);
-        a cluster joined through RAY_ADDRESS is only disconnected from."""
-        import ray
-
-        try:
-            ray.shutdown()
-        except Exception as err:
-            log.warning("shutting Ray down: %s", err)
-
-    def _step(self) -> None:
-        if time.monotonic() - self._cluster_checked > CLUSTER_REFRESH_SECONDS:
-            self._refresh_cluster()
-        try:
-            self.scheduler.step()
-        except (OperationalError, DBAPIError) as err:
-            self.last_error = f"database: {str(err).splitlines()[0]}"
-            log.warning("database error in the scheduling loop, retrying: %s", self.last_error)
-            return
-        except Exception as err:  # a bug or a lost Ray: keep serving, keep trying, say so in /health
-            self.last_error = f"{type(err).__name__}: {err}"
-            log.error("scheduling pass failed: %s", "".join(traceback.format_exception(err)))
-            self._refresh_cluster()
-            return
-        self.state = "active" if self.scheduler.holds_lease else "standby"
-        self.last_step_at, self.last_error = datetime.now(UTC), None
-
-    def _refresh_cluster(self) -> None:
-        """What Ray offers now (nodes, CPUs, GPUs): for /health and the submit-time resource check."""
-        from orchestrator.cluster import cluster_summary
-
-        self._cluster_checked = time.monotonic()
-        try:
-            self.cluster, self.ray_ok = cluster_summary(), True
-        except Exception as err:
-            self.ray_ok, self.ray_error = False, f"{type(err).__name__}: {err}"
-
-    def health(self) -> SchedulerHealth:
-        scheduler = self.scheduler
-        return SchedulerHealth(
-            enabled=True,
-            state=self.state,
-            holds_lease=bool(scheduler and scheduler.holds_lease),
-            in_flight=len(scheduler.in_flight) if scheduler else 0,
-            last_step_at=self.last_step_at,
-            last_error=self.last_error,
-        )
-
-    def ray_health(self) -> ComponentHealth:
-        if self.ray_ok is None:
-            return ComponentHealth(ok=False, detail="connecting")
-        if not self.ray_ok:
-            return ComponentHealth(ok=False, detail=f"not reachable: {self.ray_error}")
-        cluster = self.cluster or {}
-        return ComponentHealth(
-            ok=True,
-            detail=f"{len(cluster.get('nodes', []))} node(s), {cluster.get('cpus_total', 0):g} CPU "
-            f"({cluster.get('cpus_in_use', 0):g} in use), {cluster.get('gpus_total', 0):g} GPU",
-        )
-
-    def nodes(self) -> list[dict[str, Any]] | None:
-        """The cluster's nodes as last seen (None until Ray answered): for the resource check."""
-        return None if not self.ray_ok or self.cluster is None else self.cluster["nodes"]
-
 
 # --- request body limit ---------------------------------------------------------------------------------
 
@@ -245,9 +97,7 @@ class BodyLimitMiddleware:
 # --- the app -----------------------------------------------------------------------------------------
 
 
-def create_app(
-    settings: ServiceSettings | None = None, *, train_fn: Callable[..., Any] | None = None
-) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | None = None) -> FastAPI:
     """A service instance on `settings.database_url` (which must be migrated).
 
     `train_fn` replaces `ssm.train.train` in the trials this instance's scheduler starts (tests use a
@@ -261,22 +111,31 @@ def create_app(
         engine.dispose()
         raise
     sessions = session_factory(engine)
-    runner = SchedulerThread(settings, train_fn) if settings.scheduler else None
+    scheduler = (
+        SchedulerService(
+            settings,
+            train_fn,
+            num_cpus=settings.ray_num_cpus,
+            poll_seconds=settings.scheduler_poll_seconds,
+        )
+        if settings.scheduler
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if runner is not None:
-            runner.start()
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield
         finally:
-            if runner is not None:
-                await run_in_threadpool(runner.stop)
+            if scheduler is not None:
+                await run_in_threadpool(scheduler.stop)
             engine.dispose()
 
     app = FastAPI(
         title="ssmbench",
-        version=_version(),
+        version=__version__,
         summary="Benchmark orchestration for state space models: sweeps, trials, leaderboard.",
         description=(
             "Submit sweeps (a YAML or JSON spec), follow their trials, cancel them, and read the "
@@ -295,11 +154,9 @@ def create_app(
     app.state.sessions = sessions
     app.state.metrics = metrics
     app.state.version = app.version
-    app.state.scheduler = runner
+    app.state.scheduler = scheduler  # None on an API-only replica; /health reads it
     app.state.leaderboard_cache = BoardCache(settings.leaderboard_cache_seconds)
-    app.state.scheduler_health = runner.health if runner else _scheduler_disabled
-    app.state.ray_health = runner.ray_health if runner else _ray_unused
-    app.state.cluster_nodes = runner.nodes if runner and settings.check_resources else lambda: None
+    app.state.cluster_nodes = scheduler.nodes if scheduler and settings.check_resources else lambda: None
 
     install_error_handlers(app)
     for router in ROUTERS:
@@ -325,16 +182,6 @@ def create_app(
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times the 413s too
     app.openapi = lambda: _openapi(app)
     return app
-
-
-def _scheduler_disabled() -> SchedulerHealth:
-    return SchedulerHealth(
-        enabled=False, state="disabled", holds_lease=False, in_flight=0, last_step_at=None, last_error=None
-    )
-
-
-def _ray_unused() -> ComponentHealth:
-    return ComponentHealth(ok=True, detail="not used (API-only replica: the scheduler is off)")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

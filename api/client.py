@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.leaderboard import Leaderboard
+from orchestrator.models import FINAL_SWEEP_STATES
 from orchestrator.settings import masked_text, masked_url
 
 from .schemas import (
@@ -38,7 +39,6 @@ from .schemas import (
 )
 
 API_PREFIX = "/api/v1"
-FINAL_SWEEP_STATES = ("completed", "cancelled")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -157,7 +157,7 @@ class Client:
         timeout: float | None = None,
         on_progress: Callable[[SweepDetail], None] | None = None,
     ) -> SweepDetail:
-        """Poll until the sweep is completed or cancelled; TimeoutError after `timeout` seconds."""
+        """Poll until the sweep is closed (completed, cancelled or failed); TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             sweep = self.sweep(sweep_id)

@@ -22,7 +22,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.models import TRIAL_STATES, Trial
+from orchestrator.models import Trial, TrialState
 from orchestrator.store import state_counts
 
 TRIAL_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -45,8 +45,8 @@ class DatabaseCollector(Collector):
             counts = state_counts(session)
             buckets, count, total = self._durations(session)
         trials = GaugeMetricFamily("ssmbench_trials", "Trials in the database by state.", labels=["state"])
-        for state in TRIAL_STATES:
-            trials.add_metric([state], counts.get(state, 0))
+        for state in TrialState:
+            trials.add_metric([state.value], counts.get(state, 0))
         yield trials
         cumulative = [(repr(float(b)), n) for b, n in zip(TRIAL_DURATION_BUCKETS, buckets, strict=True)]
         yield HistogramMetricFamily(

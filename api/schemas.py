@@ -9,29 +9,21 @@ which are in percent as papers print them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator import models
 from orchestrator.leaderboard.models import AverageRow as AverageRow  # re-exported: response bodies
 from orchestrator.leaderboard.models import Leaderboard as Leaderboard
 from orchestrator.leaderboard.models import LeaderboardFilters as LeaderboardFilters
 from orchestrator.leaderboard.models import LeaderboardRow as LeaderboardRow
-from orchestrator.models import SWEEP_STATES, TRIAL_STATES
 
-SweepState = Literal[SWEEP_STATES]  # type: ignore[valid-type]
-TrialState = Literal[TRIAL_STATES]  # type: ignore[valid-type]
+SweepState = Literal[tuple(state.value for state in models.SweepState)]  # type: ignore[valid-type]
+TrialState = Literal[tuple(state.value for state in models.TrialState)]  # type: ignore[valid-type]
 
 _WHEN = "2026-11-23T10:15:00Z"
-
-
-def _utc(moment: datetime) -> datetime:
-    """Every stored time is UTC; SQLite hands them back without a zone."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -85,6 +77,7 @@ _SWEEP = {
     "progress": 0.625,
     "created_at": _WHEN,
     "finished_at": None,
+    "error": None,
 }
 
 
@@ -98,8 +91,11 @@ class SweepSummary(BaseModel):
     n_trials: int = Field(description="trials stored so far")
     trials_by_state: dict[str, int]
     progress: float = Field(ge=0, le=1, description="fraction of the stored trials in a final state")
-    created_at: UtcDatetime
-    finished_at: UtcDatetime | None
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None = Field(
+        None, description="why the sweep failed (state failed): what the scheduler could not do with it"
+    )
 
 
 class SweepDetail(SweepSummary):
@@ -177,9 +173,9 @@ class TrialSummary(BaseModel):
     config_hash: str
     reused_from: int | None = Field(description="the trial whose completed result this one reuses")
     error: str | None
-    created_at: UtcDatetime
-    started_at: UtcDatetime | None
-    finished_at: UtcDatetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class TrialPage(BaseModel):
@@ -287,8 +283,9 @@ class SchedulerHealth(BaseModel):
     )
     holds_lease: bool
     in_flight: int = Field(description="trials this replica runs now")
-    last_step_at: UtcDatetime | None
-    last_error: str | None
+    last_step_at: datetime | None = Field(description="when the last scheduling pass that went through ended")
+    failing_passes: int = Field(0, description="consecutive scheduling passes that failed, up to now")
+    last_error: str | None = Field(description="what the failing passes ran into, in a few words")
 
 
 class Health(BaseModel):
@@ -304,13 +301,15 @@ class Health(BaseModel):
                 "holds_lease": True,
                 "in_flight": 2,
                 "last_step_at": _WHEN,
+                "failing_passes": 0,
                 "last_error": None,
             },
         }
     )
 
     status: Literal["ok", "degraded"] = Field(
-        description="ok: the database answers and, where the scheduler runs, Ray does too"
+        description="ok: the database answers and, where the scheduler runs, Ray does too and the "
+        "scheduling loop is not failing pass after pass (503 otherwise)"
     )
     version: str
     database: ComponentHealth

@@ -1,13 +1,27 @@
-"""What the Ray cluster offers: a summary for `status`/`health`, and the submit-time check that a
-sweep's per-trial resources fit on at least one node (otherwise its trials would pend forever)."""
+"""Joining the Ray cluster, and what it offers: a summary for `status`/`health`, and the submit-time
+check that a sweep's per-trial resources fit on at least one node (else its trials pend forever)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
 
 from .spec import SpecError, SweepSpec
+
+
+def connect_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster at RAY_ADDRESS, else start a local Ray with this machine's CPUs and GPUs.
+
+    A local Ray picks free ports for itself (never Redis's 6379)."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def cluster_summary() -> dict[str, Any]:

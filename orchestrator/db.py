@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,10 +135,3 @@ def require_migrated(engine: Engine) -> None:
             f"the database {engine.url.render_as_string(hide_password=True)} {state}; "
             f"run `ssmbench db upgrade` to bring it to {head_revision()}"
         )
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

@@ -4,6 +4,7 @@ state a sweep passes through is a row here, written idempotently (DESIGN.md "Con
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -16,13 +17,44 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-TRIAL_STATES = ("pending", "running", "completed", "failed", "pruned", "diverged", "cancelled")
-FINAL_TRIAL_STATES = ("completed", "failed", "pruned", "diverged", "cancelled")
-SWEEP_STATES = ("pending", "running", "completed", "cancelled")
+
+class TrialState(StrEnum):
+    """A trial's life: pending → running → one final state (DESIGN.md "Contracts"); a lost worker's
+    trial goes back to pending while retries remain. Members are strings: they compare equal to
+    what the `state` column holds."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PRUNED = "pruned"
+    DIVERGED = "diverged"
+    CANCELLED = "cancelled"
+
+
+FINAL_TRIAL_STATES = tuple(s for s in TrialState if s not in (TrialState.PENDING, TrialState.RUNNING))
+
+
+class SweepState(StrEnum):
+    """A sweep's life: pending (nothing started) → running → completed (every trial final),
+    cancelled (by its owner or its wall budget) or failed (the scheduler could not handle it: the
+    reason is in `Sweep.error`)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+OPEN_SWEEP_STATES = (SweepState.PENDING, SweepState.RUNNING)
+FINAL_SWEEP_STATES = tuple(s for s in SweepState if s not in OPEN_SWEEP_STATES)
+
 TOKEN_ROLES = ("user", "admin")
 
 
@@ -30,8 +62,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator):
+    """A timestamp stored in UTC and read back timezone-aware, on every backend: SQLite keeps no
+    zone, so a naive value read from it (or given to it) is UTC by this project's rule."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @staticmethod
+    def _utc(value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return self._utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return self._utc(value)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, datetime: UtcDateTime}
 
 
 class Sweep(Base):
@@ -39,7 +91,8 @@ class Sweep(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
-    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    state: Mapped[str] = mapped_column(String(20), default=SweepState.PENDING, index=True)
+    error: Mapped[str | None] = mapped_column(Text, doc="why the sweep failed (state failed), for its owner")
     owner: Mapped[str | None] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -57,7 +110,7 @@ class Trial(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer, doc="position within the sweep")
-    state: Mapped[str] = mapped_column(String(20), default="pending")
+    state: Mapped[str] = mapped_column(String(20), default=TrialState.PENDING)
     attempt: Mapped[int] = mapped_column(Integer, default=0, doc="incremented each time the trial is started")
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     config_hash: Mapped[str] = mapped_column(String(64), index=True)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial
+from .models import FINAL_TRIAL_STATES, OPEN_SWEEP_STATES, EpochMetric, Result, Sweep, Trial, TrialState
 from .store import state_counts
 
 
@@ -25,6 +25,7 @@ def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
         "progress": done / total if total else 0.0,
         "created_at": sweep.created_at,
         "finished_at": sweep.finished_at,
+        "error": sweep.error,
     }
 
 
@@ -98,12 +99,12 @@ def epoch_metrics(session: Session, trial_id: int) -> list[dict[str, Any]]:
 def owner_load(session: Session, owner: str) -> tuple[int, int]:
     """(open sweeps, pending trials) of `owner`: what the service's per-owner quotas count."""
     open_sweeps = session.scalar(
-        select(func.count()).where(Sweep.owner == owner, Sweep.state.in_(("pending", "running")))
+        select(func.count()).where(Sweep.owner == owner, Sweep.state.in_(OPEN_SWEEP_STATES))
     )
     pending_trials = session.scalar(
         select(func.count())
         .select_from(Trial)
         .join(Sweep, Sweep.id == Trial.sweep_id)
-        .where(Sweep.owner == owner, Trial.state == "pending")
+        .where(Sweep.owner == owner, Trial.state == TrialState.PENDING)
     )
     return int(open_sweeps or 0), int(pending_trials or 0)

@@ -1,9 +1,14 @@
 """The scheduler: claims pending trials and runs them as Ray tasks, restartable at any moment.
 
-One loop, `step()`: hold the lease (only one scheduler acts on a database), collect finished Ray
-tasks, requeue trials whose worker or node died, cancel what was cancelled, give up on running
-trials nobody heartbeats, then start pending trials while the cluster has room. Everything it knows
-is in the database, so a new scheduler continues where a dead one stopped.
+One pass, `step()`: hold the lease (only one scheduler acts on a database), collect finished Ray
+tasks, requeue trials whose worker or node died, cancel what was cancelled or failed, give up on
+running trials nobody heartbeats, then start pending trials while the cluster has room. Everything
+it knows is in the database, so a new scheduler continues where a dead one stopped.
+
+One loop, `run()` (`orchestrator.loop`): until the given sweeps are done (`ssmbench run`) or until
+told to stop (the service's thread, `orchestrator.service`). Sweeps are kept apart: an error that
+is one sweep's own (its stored spec does not read, its search cannot ask or tell, a trial's stored
+resources are not numbers) fails that sweep with the reason (`Sweep.error`); the others go on.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +32,22 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import store
-from .db import as_utc, insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
-from .models import SchedulerLease, Sweep, Trial, utcnow
+from .db import insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
+from .loop import LoopHealth, run_passes
+from .models import (
+    FINAL_SWEEP_STATES,
+    OPEN_SWEEP_STATES,
+    SchedulerLease,
+    Sweep,
+    SweepState,
+    Trial,
+    TrialState,
+    utcnow,
+)
 from .search import SearchCoordinator
 from .settings import Settings
-from .worker import run_trial, task_database_url
+from .spec import SweepSpec
+from .worker import Trainer, TrialJob, run_trial, task_database_url
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
@@ -45,19 +63,6 @@ class InFlight:
     gpus: float
 
 
-def connect_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster at RAY_ADDRESS, else start a local Ray with this machine's CPUs and GPUs.
-
-    A local Ray picks free ports for itself (never Redis's 6379)."""
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
-
-
 class Scheduler:
     def __init__(
         self,
@@ -65,7 +70,7 @@ class Scheduler:
         settings: Settings | None = None,
         *,
         identity: str | None = None,
-        train_fn: Callable[..., Any] | None = None,
+        train_fn: Trainer | None = None,
         poll_seconds: float = 0.05,
     ):
         self.settings = settings or Settings(database_url=database_url)
@@ -79,10 +84,12 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self.in_flight: dict[int, InFlight] = {}
         self.holds_lease = False
+        self.health = LoopHealth()  # how the passes of `run` go
         self._renew_lease_at = 0.0
         self._last_reconcile = 0.0
         self._last_bookkeeping = 0.0
         self._totals: tuple[float, dict[str, float]] = (0.0, {})
+        self._specs: dict[int, SweepSpec] = {}  # open sweeps whose stored spec has been read
         self._remote = ray.remote(max_retries=0)(run_trial)
         self.search = SearchCoordinator(database_url, self.sessions)  # Optuna, for sweeps with a search block
 
@@ -126,29 +133,107 @@ class Scheduler:
     # --- one pass -------------------------------------------------------------------------------
     def step(self) -> bool:
         """One scheduling pass. Returns True when a trial finished or started (loop again at once),
-        False when nothing changed or another scheduler holds the lease (`holds_lease` says which)."""
+        False when nothing changed or another scheduler holds the lease (`holds_lease` says which).
+
+        An error that is one sweep's own fails that sweep and the pass goes on. The database or Ray
+        not answering raises at once; an error of the search that names no sweep raises after the
+        rest of the pass has run, so grid sweeps keep starting trials meanwhile."""
         if not self.acquire_lease():
             return False
         finished = self._collect()
-        self._cancel_cancelled()
+        self._cancel_stopped()
         now = time.monotonic()
         if now - self._last_reconcile > min(5.0, self.settings.stale_after_seconds / 2):
             self._reconcile()
             self._last_reconcile = now
-        # Sweep bookkeeping (search asks, closing, wall budgets) runs when something finished, and
-        # at least every half second for what changes without us (submissions, cancellations).
+        # Sweep bookkeeping (reading new specs, search asks, closing, wall budgets) runs when something
+        # finished, and at least every half second for what changes without us (submissions, cancels).
         bookkeeping = finished or now - self._last_bookkeeping > 0.5
-        if bookkeeping and self.search is not None:
-            with transaction(self.sessions) as s:
-                self.search.ask(s, self._cluster_totals())
+        search_error = None
+        if bookkeeping:
+            self._read_specs()
+            if self.search is not None:  # top up search sweeps with trials from Optuna
+                search_error = self._for_sweep(
+                    None, "asking the search for trials", lambda s: self.search.ask(s, self._cluster_totals())
+                )
         started = self._start_pending()
         if bookkeeping:
-            with transaction(self.sessions) as s:
-                store.close_finished_sweeps(s)
-                self._enforce_wall_budget(s)
+            self._each_sweep("closing it", list(self._specs), self._close_or_cancel)
             self._last_bookkeeping = now
+        if search_error is not None:
+            raise search_error
         return bool(finished or started)
 
+    # --- sweeps kept apart ----------------------------------------------------------------------
+    def _fail_sweep(self, sweep_id: int, reason: str, err: BaseException | None = None) -> None:
+        """Mark the sweep failed with `reason` (its running trials are cancelled next pass)."""
+        detail = "".join(traceback.format_exception(err)) if err is not None else ""
+        log.error("sweep %s failed, the others go on: %s\n%s", sweep_id, reason, detail)
+        with transaction(self.sessions) as s:
+            store.fail_sweep(s, sweep_id, reason)
+        self._specs.pop(sweep_id, None)
+
+    def _for_sweep(self, sweep_id: int | None, during: str, work: Callable[[Any], Any]) -> Exception | None:
+        """`work(session)` in a transaction. An error that is not the database's or Ray's fails a
+        sweep: the one a `store.SweepFailure` names, else `sweep_id`, with `during` (what was being
+        done) as the start of its reason. An error that names no sweep is returned."""
+        try:
+            with transaction(self.sessions) as s:
+                work(s)
+        except (OperationalError, DBAPIError, ray_errors.RayError):
+            raise
+        except store.SweepFailure as failure:
+            self._fail_sweep(failure.sweep_id, failure.reason, failure.__cause__ or failure)
+        except Exception as err:
+            if sweep_id is None:
+                return err
+            self._fail_sweep(sweep_id, store.failure_reason(during, err), err)
+        return None
+
+    def _each_sweep(self, during: str, sweep_ids: list[int], work: Callable[[Any, int], Any]) -> None:
+        """`work(session, sweep_id)` for every sweep in one transaction; when that raises (not the
+        database's or Ray's error), again with one transaction per sweep, so the error fails only
+        the sweep it belongs to."""
+        if not sweep_ids:
+            return
+        try:
+            with transaction(self.sessions) as s:
+                for sweep_id in sweep_ids:
+                    work(s, sweep_id)
+            return
+        except (OperationalError, DBAPIError, ray_errors.RayError):
+            raise
+        except Exception:  # whose error it was is found out below
+            pass
+        for sweep_id in sweep_ids:
+            self._for_sweep(sweep_id, during, lambda s, sweep_id=sweep_id: work(s, sweep_id))
+
+    def _read_specs(self) -> None:
+        """Read the stored spec of every open sweep not read yet: one that no longer validates (written
+        by an older version, or edited in the database) fails its sweep instead of every pass."""
+        with self.sessions() as s:
+            open_ids = set(s.scalars(select(Sweep.id).where(Sweep.state.in_(OPEN_SWEEP_STATES))))
+        for closed in self._specs.keys() - open_ids:
+            del self._specs[closed]
+        for sweep_id in sorted(open_ids - self._specs.keys()):
+
+            def read(s, sweep_id=sweep_id):
+                self._specs[sweep_id] = SweepSpec.model_validate(
+                    s.scalar(select(Sweep.spec).where(Sweep.id == sweep_id))
+                )
+
+            self._for_sweep(sweep_id, "its stored spec does not read", read)
+
+    def _close_or_cancel(self, s, sweep_id: int) -> None:
+        """Complete the sweep if all its trials are final; else cancel it once past its wall budget."""
+        sweep = s.get(Sweep, sweep_id)
+        if sweep is None or sweep.state not in OPEN_SWEEP_STATES or store.close_if_finished(s, sweep):
+            return
+        limit = self._specs[sweep_id].budget.max_wall_seconds
+        if limit is not None and (utcnow() - sweep.created_at).total_seconds() > limit:
+            store.cancel_sweep(s, sweep_id)
+
+    # --- trials ---------------------------------------------------------------------------------
     def _collect(self) -> int:
         """Record the Ray tasks that ended; returns how many."""
         if not self.in_flight:
@@ -163,10 +248,10 @@ class Scheduler:
                 ray.get(ref)
             except ray_errors.TaskCancelledError:
                 with transaction(self.sessions) as s:
-                    store.finish(s, flight.trial_id, flight.attempt, None, "cancelled")
+                    store.finish(s, flight.trial_id, flight.attempt, None, TrialState.CANCELLED)
             except ray_errors.RayTaskError as err:  # raised outside the training guard (e.g. import)
                 with transaction(self.sessions) as s:
-                    store.finish(s, flight.trial_id, flight.attempt, None, "failed", error=str(err))
+                    store.finish(s, flight.trial_id, flight.attempt, None, TrialState.FAILED, error=str(err))
             except ray_errors.RayError as err:  # the worker process or its node died
                 with transaction(self.sessions) as s:
                     state = store.requeue(
@@ -180,24 +265,28 @@ class Scheduler:
                     state,
                 )
             if self.search is not None:
-                with transaction(self.sessions) as s:
-                    self.search.tell(s, flight.trial_id)
+                self._for_sweep(
+                    flight.sweep_id,
+                    "telling the search how a trial ended",
+                    lambda s, trial_id=flight.trial_id: self.search.tell(s, trial_id),
+                )
         return len(ready)
 
-    def _cancel_cancelled(self) -> None:
+    def _cancel_stopped(self) -> None:
+        """Cancel the Ray tasks of trials whose sweep was cancelled or failed."""
         if not self.in_flight:
             return
         with self.sessions() as s:
-            cancelled = set(
+            stopped = set(
                 s.scalars(
                     select(Sweep.id).where(
-                        Sweep.state == "cancelled",
+                        Sweep.state.in_((SweepState.CANCELLED, SweepState.FAILED)),
                         Sweep.id.in_({f.sweep_id for f in self.in_flight.values()}),
                     )
                 )
             )
         for flight in list(self.in_flight.values()):
-            if flight.sweep_id in cancelled:
+            if flight.sweep_id in stopped:
                 ray.cancel(flight.ref, force=True)
 
     def _reconcile(self) -> None:
@@ -241,13 +330,22 @@ class Scheduler:
             candidates = s.execute(
                 select(Trial.id, Trial.sweep_id, Trial.resources, Sweep.max_concurrent)
                 .join(Sweep, Sweep.id == Trial.sweep_id)
-                .where(Trial.state == "pending", Sweep.state.in_(("pending", "running")))
+                .where(Trial.state == TrialState.PENDING, Sweep.state.in_(OPEN_SWEEP_STATES))
                 .order_by(Sweep.priority.desc(), Trial.id)
                 .limit(max(1, math.ceil(free_cpus)) * 4 + 16)
             ).all()
-        chosen = []
+        chosen, broken = [], {}
         for trial_id, sweep_id, resources, max_concurrent in candidates:
-            cpus, gpus = float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
+            if sweep_id in broken:
+                continue
+            try:
+                cpus, gpus = float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
+            except Exception as err:  # not a mapping of numbers: stored by hand, or by a bug
+                broken[sweep_id] = (
+                    store.failure_reason(f"trial {trial_id}'s resources do not read", err),
+                    err,
+                )
+                continue
             if cpus > free_cpus + 1e-9 or gpus > free_gpus + 1e-9:
                 continue
             if max_concurrent is not None and per_sweep.get(sweep_id, 0) >= max_concurrent:
@@ -256,6 +354,9 @@ class Scheduler:
             per_sweep[sweep_id] = per_sweep.get(sweep_id, 0) + 1
             free_cpus -= cpus
             free_gpus -= gpus
+        for sweep_id, (reason, err) in broken.items():
+            self._fail_sweep(sweep_id, reason, err)
+        chosen = [c for c in chosen if c[1] not in broken]
         if not chosen:
             return 0
         with transaction(self.sessions) as s:
@@ -264,29 +365,19 @@ class Scheduler:
             attempt = attempts[trial_id]
             if attempt is None:  # claimed meanwhile by someone else
                 continue
-            hook = self.search.epoch_hook(sweep_id) if self.search is not None else None
-            ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(
-                trial_id,
-                attempt,
-                self.task_database_url,
-                str(self.settings.resolved_checkpoint_dir()),
-                self.settings.heartbeat_seconds,
-                str(self.settings.data_dir) if self.settings.data_dir else None,
-                self.train_fn,
-                hook,
+            job = TrialJob(
+                trial_id=trial_id,
+                attempt=attempt,
+                database_url=self.task_database_url,
+                checkpoint_root=str(self.settings.resolved_checkpoint_dir()),
+                heartbeat_seconds=self.settings.heartbeat_seconds,
+                data_dir=str(self.settings.data_dir) if self.settings.data_dir else None,
+                train_fn=self.train_fn,
+                epoch_hook=self.search.epoch_hook(sweep_id) if self.search is not None else None,
             )
+            ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(job)
             self.in_flight[trial_id] = InFlight(ref, trial_id, sweep_id, attempt, cpus, gpus)
         return len(chosen)
-
-    def _enforce_wall_budget(self, s) -> None:
-        """Cancel sweeps that ran past their budget.max_wall_seconds."""
-        now = utcnow()
-        for sweep in s.scalars(select(Sweep).where(Sweep.state.in_(("pending", "running")))):
-            limit = (sweep.spec.get("budget") or {}).get("max_wall_seconds")
-            if limit is None:
-                continue
-            if (now - as_utc(sweep.created_at)).total_seconds() > limit:
-                store.cancel_sweep(s, sweep.id)
 
     # --- driving it -----------------------------------------------------------------------------
     def run(
@@ -296,32 +387,42 @@ class Scheduler:
         until_done: bool = True,
         timeout: float | None = None,
         on_progress: Callable[[dict[str, int]], None] | None = None,
+        stop: threading.Event | None = None,
+        keep_going: bool = False,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
-        """Loop `step()` until the given sweeps (default: all) have no unfinished trial, or timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                busy = self.step()
-                counts = self._counts(sweep_ids)
-            except (OperationalError, DBAPIError) as err:
-                # A lost connection (a restarted or terminated database backend): every write is
-                # idempotent and every decision is re-read from the database, so the next pass resumes.
-                log.warning("database error in the scheduling loop, retrying: %s", str(err).splitlines()[0])
-                time.sleep(0.5)
-                continue
+        """Loop `step()` until the given sweeps (default: all) are closed and have no unfinished trial
+        (`until_done`), until `stop` is set, or until `timeout` seconds passed (TimeoutError).
+
+        The loop is `orchestrator.loop.run_passes`: a pass that lost the database is retried; any
+        other error is raised, unless `keep_going` (the service: logged, retried, counted in
+        `health`). `after_pass()` runs after every pass, good or bad; `on_progress(trial counts by
+        state)` after every good one."""
+        counts: dict[str, int] = {}
+
+        def finished() -> bool:
+            nonlocal counts
+            if not until_done and on_progress is None:
+                return False
+            counts = self._counts(sweep_ids)
             if on_progress is not None:
                 on_progress(counts)
-            if (
-                until_done
-                and self._done(sweep_ids)
-                and not counts.get("running")
-                and not counts.get("pending")
-            ):
-                return
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"sweeps {sweep_ids or 'all'} not finished after {timeout} s: {counts}")
-            if not busy:
-                time.sleep(self.poll_seconds)
+            unfinished = counts.get(TrialState.RUNNING) or counts.get(TrialState.PENDING)
+            return until_done and not unfinished and self._done(sweep_ids)
+
+        try:
+            run_passes(
+                self.step,
+                finished,
+                health=self.health,
+                poll_seconds=self.poll_seconds,
+                timeout=timeout,
+                stop=stop,
+                keep_going=keep_going,
+                after_pass=after_pass,
+            )
+        except TimeoutError as err:
+            raise TimeoutError(f"sweeps {sweep_ids or 'all'}: {err}: {counts}") from None
 
     def _counts(self, sweep_ids) -> dict[str, int]:
         with self.sessions() as s:
@@ -338,7 +439,7 @@ class Scheduler:
             query = select(Sweep.state)
             if sweep_ids:
                 query = query.where(Sweep.id.in_(sweep_ids))
-            return all(state in ("completed", "cancelled") for state in s.scalars(query))
+            return all(state in FINAL_SWEEP_STATES for state in s.scalars(query))
 
     def close(self) -> None:
         if self.search is not None:

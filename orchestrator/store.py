@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,17 @@ from ssm.train import TrialResult
 
 from .db import insert_ignoring_conflicts
 from .leaderboard.aggregates import record_result_aggregate
-from .models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
+from .models import (
+    FINAL_TRIAL_STATES,
+    OPEN_SWEEP_STATES,
+    EpochMetric,
+    Result,
+    Sweep,
+    SweepState,
+    Trial,
+    TrialState,
+    utcnow,
+)
 from .spec import SweepSpec, group_key, plan
 
 
@@ -27,7 +38,7 @@ def trial_row(sweep_id: int, number: int, config: TrialConfig, resources: dict[s
     return Trial(
         sweep_id=sweep_id,
         number=number,
-        state="pending",
+        state=TrialState.PENDING,
         attempt=0,
         config=config.model_dump(mode="json"),
         config_hash=config.hash(),
@@ -50,7 +61,7 @@ def create_sweep(session: Session, spec: SweepSpec, owner: str | None = None) ->
     """
     sweep = Sweep(
         name=spec.name,
-        state="pending",
+        state=SweepState.PENDING,
         owner=owner,
         spec=spec.model_dump(mode="json"),
         priority=spec.priority,
@@ -81,7 +92,9 @@ def _reuse_completed(session: Session, trials: list[Trial]) -> None:
     done = session.execute(
         select(Trial.config_hash, Result)
         .join(Result, Result.trial_id == Trial.id)
-        .where(Trial.config_hash.in_(hashes), Trial.state == "completed", Trial.reused_from.is_(None))
+        .where(
+            Trial.config_hash.in_(hashes), Trial.state == TrialState.COMPLETED, Trial.reused_from.is_(None)
+        )
         .order_by(Trial.id)
     ).all()
     originals: dict[str, Result] = {}
@@ -92,7 +105,7 @@ def _reuse_completed(session: Session, trials: list[Trial]) -> None:
         original = originals.get(trial.config_hash)
         if original is None or original.trial_id == trial.id:
             continue
-        trial.state, trial.reused_from, trial.finished_at = "completed", original.trial_id, now
+        trial.state, trial.reused_from, trial.finished_at = TrialState.COMPLETED, original.trial_id, now
         session.add(
             Result(
                 trial_id=trial.id,
@@ -114,9 +127,9 @@ def claim(session: Session, trial_id: int, worker: str | None = None) -> int | N
     now = utcnow()
     row = session.execute(
         update(Trial)
-        .where(Trial.id == trial_id, Trial.state == "pending")
+        .where(Trial.id == trial_id, Trial.state == TrialState.PENDING)
         .values(
-            state="running",
+            state=TrialState.RUNNING,
             attempt=Trial.attempt + 1,
             started_at=now,
             heartbeat_at=now,
@@ -129,8 +142,8 @@ def claim(session: Session, trial_id: int, worker: str | None = None) -> int | N
         return None
     session.execute(
         update(Sweep)
-        .where(Sweep.id == Trial.sweep_id, Trial.id == trial_id, Sweep.state == "pending")
-        .values(state="running")
+        .where(Sweep.id == Trial.sweep_id, Trial.id == trial_id, Sweep.state == SweepState.PENDING)
+        .values(state=SweepState.RUNNING)
     )
     return row[0]
 
@@ -146,7 +159,7 @@ def heartbeat(
         values["worker"] = worker
     result = session.execute(
         update(Trial)
-        .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == "running")
+        .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == TrialState.RUNNING)
         .values(**values)
     )
     return result.rowcount == 1
@@ -188,12 +201,13 @@ def finish(
         raise ValueError(f"{state!r} is not a final trial state; valid: {', '.join(FINAL_TRIAL_STATES)}")
     owned = session.execute(
         update(Trial)
-        .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == "running")
+        .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == TrialState.RUNNING)
         .values(state=state, finished_at=utcnow(), error=error)
     )
     if owned.rowcount != 1:
         return False
-    if result is not None and result.status in ("completed", "pruned") and result.test_metric is not None:
+    kept = (TrialState.COMPLETED, TrialState.PRUNED)
+    if result is not None and result.status in kept and result.test_metric is not None:
         statement = (
             insert_ignoring_conflicts(session, Result)
             .values(
@@ -210,7 +224,7 @@ def finish(
             .on_conflict_do_nothing(index_elements=["trial_id"])
         )
         session.execute(statement)
-        if state == "completed":
+        if state == TrialState.COMPLETED:
             record_result_aggregate(session, trial_id)  # the leaderboard's running sums, same transaction
     return True
 
@@ -218,12 +232,12 @@ def finish(
 def requeue(session: Session, trial_id: int, attempt: int, max_retries: int, reason: str) -> str:
     """A trial whose worker or node died: back to pending while retries remain, else failed."""
     trial = session.get(Trial, trial_id, with_for_update=True)
-    if trial is None or trial.state != "running" or trial.attempt != attempt:
+    if trial is None or trial.state != TrialState.RUNNING or trial.attempt != attempt:
         return trial.state if trial else "missing"
     if trial.attempt <= max_retries:
-        trial.state, trial.error = "pending", f"attempt {attempt} lost: {reason}"
+        trial.state, trial.error = TrialState.PENDING, f"attempt {attempt} lost: {reason}"
     else:
-        trial.state, trial.finished_at = "failed", utcnow()
+        trial.state, trial.finished_at = TrialState.FAILED, utcnow()
         trial.error = f"attempt {attempt} lost: {reason}; no retries left (max_retries={max_retries})"
     return trial.state
 
@@ -231,7 +245,7 @@ def requeue(session: Session, trial_id: int, attempt: int, max_retries: int, rea
 def stale_running(session: Session, older_than: timedelta, exclude: Iterable[int] = ()) -> list[Trial]:
     """Running trials whose heartbeat is older than `older_than` and that this scheduler does not track."""
     cutoff: datetime = utcnow() - older_than
-    query = select(Trial).where(Trial.state == "running", Trial.heartbeat_at < cutoff)
+    query = select(Trial).where(Trial.state == TrialState.RUNNING, Trial.heartbeat_at < cutoff)
     exclude = list(exclude)
     if exclude:
         query = query.where(Trial.id.not_in(exclude))
@@ -241,16 +255,52 @@ def stale_running(session: Session, older_than: timedelta, exclude: Iterable[int
 def cancel_sweep(session: Session, sweep_id: int) -> int:
     """Mark the sweep cancelled and its pending trials cancelled; running ones stop at their next
     epoch (the worker sees the sweep state) or are cancelled by the scheduler. Returns trials touched."""
-    sweep = session.get(Sweep, sweep_id)
-    if sweep is None:
-        raise KeyError(sweep_id)
-    if sweep.state in ("completed", "cancelled"):
+    return _stop_sweep(session, sweep_id, SweepState.CANCELLED, None)
+
+
+class SweepFailure(Exception):
+    """An error confined to one sweep (its stored spec no longer reads, its search cannot ask or
+    tell): the scheduler marks that sweep failed with `reason` and goes on with the others."""
+
+    def __init__(self, sweep_id: int, reason: str):
+        super().__init__(f"sweep {sweep_id}: {reason}")
+        self.sweep_id, self.reason = sweep_id, reason
+
+
+def failure_reason(during: str, err: BaseException) -> str:
+    """`during` and the exception's type and first line (no traceback), at most 500 characters: what
+    a failed sweep's `error` tells its owner. The traceback goes to the log. A pydantic error says
+    its first field and message (its own first line only counts the errors)."""
+    if isinstance(err, ValidationError) and err.errors():
+        first = err.errors()[0]
+        lines = [f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"]
+    else:
+        lines = str(err).strip().splitlines()
+    return f"{during}: {type(err).__name__}{': ' + lines[0] if lines else ''}"[:500]
+
+
+def fail_sweep(session: Session, sweep_id: int, reason: str) -> int:
+    """Mark an open sweep failed with `reason`, and its pending trials cancelled (running ones stop
+    at their next epoch or are cancelled by the scheduler). A closed sweep is left as it is.
+    Returns trials touched."""
+    return _stop_sweep(session, sweep_id, SweepState.FAILED, reason)
+
+
+def _stop_sweep(session: Session, sweep_id: int, state: SweepState, reason: str | None) -> int:
+    # Guarded in SQL and without loading the row: the spec of a sweep being failed may not read.
+    stopped = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.state.in_(OPEN_SWEEP_STATES))
+        .values(state=state, error=reason, finished_at=utcnow())
+    ).rowcount
+    if not stopped:
+        if session.scalar(select(Sweep.id).where(Sweep.id == sweep_id)) is None:
+            raise KeyError(sweep_id)
         return 0
-    sweep.state, sweep.finished_at = "cancelled", utcnow()
     result = session.execute(
         update(Trial)
-        .where(Trial.sweep_id == sweep_id, Trial.state == "pending")
-        .values(state="cancelled", finished_at=utcnow())
+        .where(Trial.sweep_id == sweep_id, Trial.state == TrialState.PENDING)
+        .values(state=TrialState.CANCELLED, finished_at=utcnow())
     )
     return result.rowcount
 
@@ -264,16 +314,19 @@ def state_counts(session: Session, sweep_id: int | None = None) -> dict[str, int
 
 def close_finished_sweeps(session: Session) -> list[int]:
     """Sweeps whose trials are all final (and that need no more search trials) become completed."""
-    open_sweeps = session.scalars(select(Sweep).where(Sweep.state.in_(("pending", "running")))).all()
-    closed = []
-    for sweep in open_sweeps:
-        counts = state_counts(session, sweep.id)
-        unfinished = sum(n for s, n in counts.items() if s not in FINAL_TRIAL_STATES)
-        wanted = (
-            sweep.spec.get("search")
-            and sum(counts.values()) < SweepSpec.model_validate(sweep.spec).trial_budget()
-        )
-        if unfinished == 0 and counts and not wanted:
-            sweep.state, sweep.finished_at = "completed", utcnow()
-            closed.append(sweep.id)
-    return closed
+    open_sweeps = session.scalars(select(Sweep).where(Sweep.state.in_(OPEN_SWEEP_STATES))).all()
+    return [sweep.id for sweep in open_sweeps if close_if_finished(session, sweep)]
+
+
+def close_if_finished(session: Session, sweep: Sweep) -> bool:
+    """Complete `sweep` if all its trials are final and it needs no more search trials."""
+    counts = state_counts(session, sweep.id)
+    unfinished = sum(n for s, n in counts.items() if s not in FINAL_TRIAL_STATES)
+    wanted = (
+        sweep.spec.get("search")
+        and sum(counts.values()) < SweepSpec.model_validate(sweep.spec).trial_budget()
+    )
+    if unfinished == 0 and counts and not wanted:
+        sweep.state, sweep.finished_at = SweepState.COMPLETED, utcnow()
+        return True
+    return False

@@ -17,7 +17,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import as_utc
 from .models import TOKEN_ROLES, ApiToken, utcnow
 
 PREFIX = "ssmb_"
@@ -70,7 +69,7 @@ def create_token(
     if role not in TOKEN_ROLES:
         raise ValueError(f"a token's role is one of {', '.join(TOKEN_ROLES)}, not {role!r}")
     now = utcnow()
-    if expires_at is not None and as_utc(expires_at) <= now:
+    if expires_at is not None and expires_at <= now:
         raise ValueError(f"the expiry {expires_at.isoformat()} is in the past")
     token = PREFIX + secrets.token_urlsafe(32)
     existing = session.scalar(select(ApiToken).where(ApiToken.name == name))
@@ -126,7 +125,7 @@ def _info(row: ApiToken) -> TokenInfo:
     return TokenInfo(
         name=row.name,
         role=row.role,
-        created_at=as_utc(row.created_at),
-        expires_at=as_utc(row.expires_at),
-        revoked_at=as_utc(row.revoked_at),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
     )

@@ -14,16 +14,59 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from ssm.config import TrialConfig
+from ssm.train import TrialResult
 
 from . import store
 from .db import in_transaction, process_sessions
-from .models import Sweep, Trial
+from .models import Sweep, SweepState, Trial, TrialState
+
+
+class Trainer(Protocol):
+    """What trains one trial: `ssm.train.train`'s signature. `on_epoch(metrics)` is called after
+    every epoch and returns False to stop (pruned, cancelled, or the trial was lost); checkpoints go
+    to `checkpoint_dir` (resumed from there when present); datasets are read from `data_dir`.
+    Tests and benchmarks pass fakes; they must be importable (or pickled by value) on Ray workers."""
+
+    def __call__(
+        self,
+        config: TrialConfig,
+        on_epoch: Callable[[dict[str, Any]], bool] | None = None,
+        checkpoint_dir: Path | None = None,
+        *,
+        data_dir: str | None = None,
+    ) -> TrialResult: ...
+
+
+EpochHook = Callable[[int, dict[str, Any]], bool]
+"""`hook(trial_id, metrics) -> keep_going`, called after each epoch: a search reports to Optuna and
+prunes through it."""
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """One attempt of one trial, as the scheduler hands it to a Ray worker: everything the worker
+    needs to train it and write its rows."""
+
+    trial_id: int
+    attempt: int
+    """the attempt the worker owns: every write it makes is guarded by (trial, attempt)"""
+    database_url: str | None
+    """None on a cluster when the URL holds a password: the worker reads its own
+    SSMBENCH_DATABASE_URL (`task_database_url`)"""
+    checkpoint_root: str | None = None
+    """the trial checkpoints into `<checkpoint_root>/trial-<id>` (None: no checkpoints)"""
+    heartbeat_seconds: float = 5.0
+    data_dir: str | None = None
+    train_fn: Trainer | None = None
+    """replaces `ssm.train.train` (fakes in tests and benchmarks)"""
+    epoch_hook: EpochHook | None = None
 
 
 def _node_id() -> str | None:
@@ -80,23 +123,10 @@ def worker_database_url(passed: str | None) -> str:
     return url
 
 
-def run_trial(
-    trial_id: int,
-    attempt: int,
-    database_url: str | None,
-    checkpoint_root: str | None = None,
-    heartbeat_seconds: float = 5.0,
-    data_dir: str | None = None,
-    train_fn: Callable[..., Any] | None = None,
-    epoch_hook: Callable[[int, dict[str, Any]], bool] | None = None,
-) -> str:
-    """Run one attempt of a trial; returns the state it was finished with ("lost" if not ours).
-
-    `database_url` None: this worker's SSMBENCH_DATABASE_URL (`task_database_url`).
-    `train_fn` replaces `ssm.train.train` (benchmarks of the orchestrator use a no-op trainer).
-    `epoch_hook(trial_id, metrics) -> keep_going` lets a search report to Optuna and prune.
-    """
-    sessions = process_sessions(worker_database_url(database_url))
+def run_trial(job: TrialJob) -> str:
+    """Run one attempt of a trial; returns the state it was finished with ("lost" if not ours)."""
+    trial_id, attempt, epoch_hook = job.trial_id, job.attempt, job.epoch_hook
+    sessions = process_sessions(worker_database_url(job.database_url))
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(s):
@@ -109,7 +139,7 @@ def run_trial(
         return "lost"
     config = TrialConfig.model_validate(config_json)
 
-    beat = _Heartbeat(sessions, trial_id, attempt, heartbeat_seconds)
+    beat = _Heartbeat(sessions, trial_id, attempt, job.heartbeat_seconds)
     beat.start()
     stop_reason: dict[str, str] = {}
 
@@ -124,26 +154,27 @@ def run_trial(
             return tuple(row) if row else (None, None)
 
         trial_state, sweep_state = in_transaction(sessions, record)
-        if sweep_state == "cancelled":
-            stop_reason["state"] = "cancelled"
+        if sweep_state in (SweepState.CANCELLED, SweepState.FAILED):
+            stop_reason["state"] = TrialState.CANCELLED
             return False
-        if trial_state != "running" or beat.lost:
+        if trial_state != TrialState.RUNNING or beat.lost:
             stop_reason["state"] = "lost"
             return False
         return epoch_hook is None or epoch_hook(trial_id, metrics) is not False
 
+    train_fn = job.train_fn
     if train_fn is None:
         from ssm.train import train as train_fn
-    checkpoint_dir = Path(checkpoint_root) / f"trial-{trial_id}" if checkpoint_root else None
+    checkpoint_dir = Path(job.checkpoint_root) / f"trial-{trial_id}" if job.checkpoint_root else None
     try:
-        result = train_fn(config, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, data_dir=data_dir)
+        result = train_fn(config, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, data_dir=job.data_dir)
     except Exception:
         beat.stop_event.set()
         error = traceback.format_exc()
         owned = in_transaction(
-            sessions, lambda s: store.finish(s, trial_id, attempt, None, "failed", error=error)
+            sessions, lambda s: store.finish(s, trial_id, attempt, None, TrialState.FAILED, error=error)
         )
-        return "failed" if owned else "lost"
+        return TrialState.FAILED if owned else "lost"
     finally:
         beat.stop_event.set()
     if stop_reason.get("state") == "lost":

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console, fail, print_json
+from .common import console, fail, print_json, trial_progress
 
 UrlOption = Annotated[
     str | None,
@@ -63,6 +63,8 @@ def submit_command(
         text = spec_path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         fail(f"cannot read {spec_path}: {getattr(err, 'strerror', None) or err}")
+    from orchestrator.models import SweepState
+
     from ..client import ApiError
 
     with connected(url, token) as client:
@@ -99,34 +101,15 @@ def submit_command(
         else:
             from .tables import leaderboard_table
 
-            console.print(f"sweep {sweep.id} {sweep.state}")
+            console.print(f"sweep {sweep.id} {sweep.state}" + (f": {sweep.error}" if sweep.error else ""))
             console.print(leaderboard_table(board))
-        if sweep.state != "completed":
+        if sweep.state != SweepState.COMPLETED:
             raise typer.Exit(1)
 
 
 def _wait_with_progress(client, created, poll: float):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .tables import FINAL_TRIAL_STATES
-
-    columns = (
-        TextColumn(f"[bold]{created.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[counts]}"),
-    )
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(created.name, total=created.n_trials, counts="")
-
-        def on_progress(sweep) -> None:
-            counts = sweep.trials_by_state
-            done = sum(n for state, n in counts.items() if state in FINAL_TRIAL_STATES)
-            shown = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
-            progress.update(bar, completed=done, total=max(created.n_trials, sweep.n_trials), counts=shown)
-
-        return client.wait(created.id, poll=poll, on_progress=on_progress)
+    with trial_progress(created.name, created.n_trials) as show:
+        return client.wait(created.id, poll=poll, on_progress=lambda sweep: show(sweep.trials_by_state))
 
 
 def status_command(

@@ -1,16 +1,27 @@
-"""What every command shares: one-line errors with exit code 2, YAML specs with `--set` overrides."""
+"""What every command shares: one-line errors with exit code 2, YAML specs with `--set` overrides,
+progress bars."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, Protocol
 
 import typer
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from orchestrator.errors import key_path
 
@@ -77,3 +88,56 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout (for --json)."""
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+class ProgressUpdate(Protocol):
+    def __call__(self, done: int, *, total: int | None = None, status: str = "") -> None: ...
+
+
+@contextmanager
+def progress_bar(
+    description: str,
+    total: int,
+    *,
+    out: Console = console,
+    clock: Literal["elapsed", "remaining"] = "elapsed",
+    transient: bool = False,
+    terminal_only: bool = False,
+) -> Iterator[ProgressUpdate]:
+    """A progress bar on `out` — description, bar, done/total, time, a status text — that yields
+    `update(done, total=None, status="")`. `terminal_only`: draw nothing when `out` is not a terminal
+    (output that a script reads stays clean); `transient`: the bar disappears when done."""
+    if terminal_only and not out.is_terminal:
+        yield lambda done, *, total=None, status="": None
+        return
+    time_column = TimeElapsedColumn() if clock == "elapsed" else TimeRemainingColumn()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        time_column,
+        TextColumn("{task.fields[status]}"),
+    )
+    with Progress(*columns, console=out, transient=transient) as progress:
+        task = progress.add_task(description, total=total, status="")
+
+        def update(done: int, *, total: int | None = None, status: str = "") -> None:
+            progress.update(task, completed=done, total=total, status=status)
+
+        yield update
+
+
+@contextmanager
+def trial_progress(name: str, planned: int) -> Iterator[Callable[[Mapping[str, int]], None]]:
+    """A progress bar over a sweep's trials that yields `show(counts)`, counts being trials by state:
+    done is the trials in a final state; the total grows past `planned` if more trials are stored."""
+    from orchestrator.models import FINAL_TRIAL_STATES
+
+    with progress_bar(name, planned) as update:
+
+        def show(counts: Mapping[str, int]) -> None:
+            done = sum(n for state, n in counts.items() if state in FINAL_TRIAL_STATES)
+            shown = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+            update(done, total=max(planned, sum(counts.values())), status=shown)
+
+        yield show

@@ -12,17 +12,15 @@ stderr and exits 2. `check` exits 1 when a task's files are corrupt.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import console, err_console, fail, print_json
+from .common import ProgressUpdate, console, err_console, fail, print_json, progress_bar
 
 # ssm.data (and torch) are imported inside the commands, to keep `--help` fast.
 DATA_DIR_ENV = "SSMBENCH_DATA_DIR"
@@ -49,22 +47,11 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace files that a
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-@contextmanager
-def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+def _progress(description: str, total: int) -> AbstractContextManager[ProgressUpdate]:
     """A progress bar on stderr when it is a terminal (nothing otherwise); yields `update(done)`."""
-    if not err_console.is_terminal:
-        yield lambda done: None
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda done: progress.update(task, completed=done)
+    return progress_bar(
+        description, total, out=err_console, clock="remaining", transient=True, terminal_only=True
+    )
 
 
 def _report(summary: dict[str, Any], json_output: bool, line: str) -> None:

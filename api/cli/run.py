@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .common import console, fail, print_json
+from .common import console, fail, print_json, trial_progress
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
-
-FINAL = ("completed", "failed", "pruned", "diverged", "cancelled")
 
 
 def _database_url(db: str | None) -> str:
@@ -54,6 +51,7 @@ def run_command(
 
     from orchestrator import store
     from orchestrator.db import make_engine, session_factory, transaction, upgrade
+    from orchestrator.models import TrialState
     from orchestrator.scheduler import Scheduler
     from orchestrator.settings import masked_url
 
@@ -62,7 +60,7 @@ def run_command(
         sessions = session_factory(make_engine(url))
         with transaction(sessions) as s:
             sweep_id = store.create_sweep(s, spec).id
-            reused = store.state_counts(s, sweep_id).get("completed", 0)
+            reused = store.state_counts(s, sweep_id).get(TrialState.COMPLETED, 0)
         _connect_ray()
         scheduler = Scheduler(url, settings.model_copy(update={"database_url": url}))
         try:
@@ -83,7 +81,7 @@ def _connect_ray() -> None:
     """`connect_ray()`, failing in one line (RAY_ADDRESS unreachable, Ray unable to start)."""
     import os
 
-    from orchestrator.scheduler import connect_ray
+    from orchestrator.cluster import connect_ray
 
     try:
         connect_ray()
@@ -100,21 +98,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def _run_with_progress(scheduler, sweep_id: int, name: str, total: int) -> None:
-    columns = (
-        TextColumn(f"[bold]{name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[counts]}"),
-    )
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(name, total=total, counts="")
-
-        def on_progress(counts: dict[str, int]) -> None:
-            done = sum(n for state, n in counts.items() if state in FINAL)
-            shown = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
-            progress.update(bar, completed=done, total=max(total, sum(counts.values())), counts=shown)
-
+    with trial_progress(name, total) as on_progress:
         scheduler.run([sweep_id], on_progress=on_progress)
 
 

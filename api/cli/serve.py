@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .common import err_console, fail
+
+if TYPE_CHECKING:
+    from orchestrator.worker import Trainer
 
 # Test-only: `module:function` of a fake trainer (the signature of `ssm.train.train`) that this
 # service's scheduler uses instead of training — the end-to-end tests of the API set it so that a
@@ -89,7 +91,7 @@ def serve_command(
     )
 
 
-def _fake_trainer() -> Callable[..., Any] | None:
+def _fake_trainer() -> Trainer | None:
     target = os.environ.get(FAKE_TRAINER_ENV)
     if not target:
         return None

@@ -10,16 +10,16 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.leaderboard import Leaderboard, LeaderboardRow
+from orchestrator.models import TrialState
 
-FINAL_TRIAL_STATES = ("completed", "failed", "pruned", "diverged", "cancelled")
-STATE_STYLES = {
-    "pending": "dim",
-    "running": "cyan",
-    "completed": "green",
-    "failed": "red",
-    "diverged": "magenta",
-    "pruned": "yellow",
-    "cancelled": "dim",
+STATE_STYLES = {  # trial states, and the sweep states of the same names
+    TrialState.PENDING: "dim",
+    TrialState.RUNNING: "cyan",
+    TrialState.COMPLETED: "green",
+    TrialState.FAILED: "red",
+    TrialState.DIVERGED: "magenta",
+    TrialState.PRUNED: "yellow",
+    TrialState.CANCELLED: "dim",
 }
 
 
@@ -107,7 +107,7 @@ def _when(moment: datetime | None) -> str:
 
 def _states(counts: Mapping[str, int]) -> Text:
     text = Text()
-    for state in ("pending", "running", *FINAL_TRIAL_STATES):
+    for state in TrialState:
         if counts.get(state):
             if text:
                 text.append("  ")
@@ -146,7 +146,9 @@ def sweep_table(sweep) -> Table:
     table.add_row("state", Text(sweep.state, style=STATE_STYLES.get(sweep.state, "")))
     table.add_row("owner", sweep.owner or "—")
     table.add_row("progress", f"{100 * sweep.progress:.0f}% of {sweep.n_trials} trials")
-    for state in ("pending", "running", *FINAL_TRIAL_STATES):
+    if sweep.error:
+        table.add_row("error", Text(sweep.error, style=STATE_STYLES[TrialState.FAILED]))
+    for state in TrialState:
         if sweep.trials_by_state.get(state):
             table.add_row(f"  {state}", str(sweep.trials_by_state[state]), style=STATE_STYLES[state])
     table.add_row("created", _when(sweep.created_at))

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .common import console, fail, load_yaml_mapping, merge, parse_overrides, print_json
+from .common import console, fail, load_yaml_mapping, merge, parse_overrides, print_json, progress_bar
 
 if TYPE_CHECKING:
     from ssm.config import TrialConfig
@@ -78,21 +77,11 @@ def _config_error(err: ValidationError, path: Path) -> str:
 def _train_with_progress(config: TrialConfig, checkpoint_dir, data_dir) -> TrialResult:
     from ssm.train import train
 
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(
-            f"{config.model.layer} on {config.task.name}", total=config.optim.epochs, status=""
-        )
+    with progress_bar(f"{config.model.layer} on {config.task.name}", config.optim.epochs) as update:
 
         def on_epoch(m):
             status = f"loss {m['train_loss']:.4f}  val {m['val_metric']:.4f}  {m['tokens_per_s']:,.0f} tok/s"
-            progress.update(bar, completed=m["epoch"] + 1, status=status)
+            update(m["epoch"] + 1, status=status)
 
         return train(config, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, data_dir=data_dir)
 

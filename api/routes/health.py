@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from fastapi import APIRouter, Request, Response
@@ -11,13 +12,15 @@ from orchestrator.settings import masked_text
 
 from ..deps import API_PREFIX, SessionDep
 from ..errors import error_responses
-from ..schemas import ComponentHealth, Health
+from ..schemas import ComponentHealth, Health, SchedulerHealth
 
 router = APIRouter(prefix=f"{API_PREFIX}/health", tags=["health"])
-log = logging.getLogger("api")
-# /health is open to anyone: it says *what* is wrong, never the exception text (hosts, paths,
-# driver messages), which goes to the service log.
-SEE_LOG = "see the service log"
+log = logging.getLogger(__name__)
+
+SCHEDULER_OFF = SchedulerHealth(
+    enabled=False, state="disabled", holds_lease=False, in_flight=0, last_step_at=None, last_error=None
+)
+RAY_UNUSED = ComponentHealth(ok=True, detail="not used (API-only replica: the scheduler is off)")
 
 
 @router.get(
@@ -26,33 +29,37 @@ SEE_LOG = "see the service log"
     summary="Service health",
     responses={
         **error_responses(),
-        503: {"model": Health, "description": "The database or Ray is not reachable."},
+        503: {
+            "model": Health,
+            "description": "The database or Ray is not reachable, or the scheduler keeps failing.",
+        },
     },
 )
 def get_health(request: Request, response: Response, session: SessionDep) -> Health:
-    """200 when the database answers and — on a replica that runs the scheduler — Ray does too;
-    503 with the same body otherwise. Always open (no token), for load balancers and probes."""
-    state = request.app.state
+    """200 when the database answers and — on a replica that runs the scheduler — Ray does too and
+    the scheduling loop is not failing pass after pass; 503 with the same body (status `degraded`)
+    otherwise. Details are a few words, never an exception's text (the service's log has that).
+    Always open (no token), for load balancers and probes."""
     try:
         session.execute(text("SELECT 1"))
         database = ComponentHealth(ok=True, detail=session.get_bind().dialect.name)
     except Exception as err:  # any failure to answer is the finding, not an error of this route
-        log.warning("health: the database does not answer: %s: %s", type(err).__name__, masked_text(str(err)))
-        database = ComponentHealth(ok=False, detail=f"not reachable ({SEE_LOG})")
-    scheduler = state.scheduler_health()
-    if scheduler.last_error is not None:
-        scheduler = scheduler.model_copy(
-            update={"last_error": f"the last scheduling pass failed ({SEE_LOG})"}
-        )
-    ray = state.ray_health()
-    if not ray.ok and ray.detail.startswith("not reachable"):
-        ray = ComponentHealth(ok=False, detail=f"not reachable ({SEE_LOG})")
-    healthy = database.ok and (ray.ok or not scheduler.enabled)
+        log.warning("health: the database did not answer: %s", masked_text(str(err)))
+        database = ComponentHealth(ok=False, detail=f"not reachable ({type(err).__name__})")
+    service = request.app.state.scheduler  # an orchestrator.service.SchedulerService, or None
+    if service is None:
+        scheduler, ray, scheduler_ok = SCHEDULER_OFF, RAY_UNUSED, True
+    else:
+        status, ray_status = service.status(), service.ray_status()
+        scheduler = SchedulerHealth(enabled=True, **dataclasses.asdict(status))
+        ray = ComponentHealth(**dataclasses.asdict(ray_status))
+        scheduler_ok = ray.ok and not status.degraded
+    healthy = database.ok and scheduler_ok
     if not healthy:
         response.status_code = 503
     return Health(
         status="ok" if healthy else "degraded",
-        version=state.version,
+        version=request.app.state.version,
         database=database,
         ray=ray,
         scheduler=scheduler,

@@ -34,6 +34,7 @@ Every Optuna call goes through `OptunaStudies`; this module speaks only of our t
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -42,20 +43,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import store
 from ..db import process_sessions
-from ..models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, Trial, utcnow
+from ..models import (
+    FINAL_TRIAL_STATES,
+    OPEN_SWEEP_STATES,
+    EpochMetric,
+    Result,
+    Sweep,
+    Trial,
+    TrialState,
+    utcnow,
+)
 from ..spec import SpecError, SweepSpec
 from .plan import SearchPlan, StudyRef, build_plan
 from .pruning import EpochHook
 from .studies import OptunaStudies, StorageUnavailable
 
 log = logging.getLogger(__name__)
-
-OPEN_SWEEP_STATES = ("pending", "running")
 
 
 class SearchCoordinator:
@@ -114,7 +122,10 @@ class SearchCoordinator:
         ).all()
         now_open = set()
         for sweep_id, spec_json, max_concurrent in rows:
-            plan = self._plan(session, sweep_id, spec_json)
+            try:
+                plan = self._plan(session, sweep_id, spec_json)
+            except Exception as err:  # the scheduler fails this sweep, not every sweep's pass
+                raise store.SweepFailure(sweep_id, store.failure_reason("planning its search", err)) from err
             if plan is None:
                 continue
             now_open.add(sweep_id)
@@ -122,6 +133,11 @@ class SearchCoordinator:
                 self._ask_sweep(session, plan, max_concurrent, cluster)
             except StorageUnavailable as err:
                 log.warning("Optuna storage error for sweep %s, retrying next pass: %s", sweep_id, err)
+            except exc.DBAPIError:  # the database's error, not the sweep's
+                raise
+            except Exception as err:
+                reason = store.failure_reason("asking Optuna for trials", err)
+                raise store.SweepFailure(sweep_id, reason) from err
         self._reconcile_closed(session, self._open - now_open)
         self._open = now_open
 
@@ -134,7 +150,10 @@ class SearchCoordinator:
     ) -> None:
         sweep_id = plan.sweep_id
         counts = store.state_counts(session, sweep_id)
-        total, active = sum(counts.values()), counts.get("pending", 0) + counts.get("running", 0)
+        total, active = (
+            sum(counts.values()),
+            counts.get(TrialState.PENDING, 0) + counts.get(TrialState.RUNNING, 0),
+        )
         now = time.monotonic()
         due = now - self._last_reconcile.get(sweep_id, -math.inf) >= self.reconcile_seconds
         if due or (active == 0 and total >= plan.budget):
@@ -142,7 +161,7 @@ class SearchCoordinator:
             if self.reconcile(session, plan, orphans="adopt"):
                 counts = store.state_counts(session, sweep_id)
                 total = sum(counts.values())
-                active = counts.get("pending", 0) + counts.get("running", 0)
+                active = counts.get(TrialState.PENDING, 0) + counts.get(TrialState.RUNNING, 0)
         room = min(
             plan.budget - total - self._orphans.get(sweep_id, 0),
             self._window(plan, max_concurrent, cluster) - active,
@@ -241,7 +260,7 @@ class SearchCoordinator:
         """What to tell Optuna: `completed` with the objective value(s), `pruned`, or `failed`."""
         if trial.state == "pruned":
             return "pruned", None
-        if trial.state != "completed":
+        if trial.state != TrialState.COMPLETED:
             return "failed", None
         result = session.scalar(select(Result).where(Result.trial_id == trial.id))
         objective = plan.search.objective
@@ -314,10 +333,15 @@ class SearchCoordinator:
         is dropped once nothing of it can change any more."""
         if self._closing is None:
             self._closing = set()
-            for sweep_id, spec_json in session.execute(
-                select(Sweep.id, Sweep.spec).where(Sweep.state.not_in(OPEN_SWEEP_STATES))
+            # the text, parsed here: one sweep's spec that does not read must not stop this scan
+            for sweep_id, spec_text in session.execute(
+                select(Sweep.id, cast(Sweep.spec, Text)).where(Sweep.state.not_in(OPEN_SWEEP_STATES))
             ):
-                if (spec_json or {}).get("search"):
+                try:
+                    searched = bool(json.loads(spec_text or "{}").get("search"))
+                except (ValueError, AttributeError):  # its sweep failed on it; nothing to tell Optuna
+                    continue
+                if searched:
                     self._closing.add(sweep_id)
         for sweep_id in closed_now:  # closed since the last pass: reconcile at once
             self._closing.add(sweep_id)

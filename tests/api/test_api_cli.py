@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from api.cli import app
 from api.cli.tables import leaderboard_table
 from api.client import ApiError, Client, ServerUnreachable
+from orchestrator import store
+from orchestrator.db import transaction
 from orchestrator.leaderboard import leaderboard
 
 runner = CliRunner()
@@ -230,3 +232,27 @@ def test_serve_refuses_an_unmigrated_or_unreachable_database_in_one_line(tmp_pat
         "serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", env={"SSMBENCH_FAKE_TRAINER": "no_such_module:f"}
     )
     assert "SSMBENCH_FAKE_TRAINER" in one_line_error(bad_fake, 2)
+
+
+def test_a_failed_sweep_shows_its_reason_in_status_the_api_and_wait(server, tmp_path):
+    served, sessions, tokens = server
+    url = ["--url", served.url]
+    with Client(served.url, tokens["alice"]) as client:
+        sweep_id = client.submit(GRID_YAML).id
+    finish_trials(sessions, sweep_id, n=2)
+    reason = "its stored spec does not read: TypeError: '<' not supported"
+    with transaction(sessions) as s:
+        assert store.fail_sweep(s, sweep_id, reason) == 6  # the pending trials are cancelled
+        assert store.fail_sweep(s, sweep_id, "again") == 0  # a closed sweep stays as it is
+
+    detail = one_json(cli("status", str(sweep_id), *url, "--json"))
+    assert detail["state"] == "failed" and detail["error"] == reason
+    assert detail["trials_by_state"] == {"completed": 2, "cancelled": 6}
+    listing = one_json(cli("status", *url, "--json"))
+    assert listing["items"][0]["error"] == reason
+    table = cli("status", str(sweep_id), *url)
+    assert (
+        table.exit_code == 0 and "failed" in table.stdout and "its stored spec does not read" in table.stdout
+    )
+    with Client(served.url) as client:
+        assert client.wait(sweep_id, timeout=5).state == "failed"  # a failed sweep is closed

@@ -363,6 +363,7 @@ def test_baselines_health_and_metrics(service, db_url):
         "holds_lease": False,
         "in_flight": 0,
         "last_step_at": None,
+        "failing_passes": 0,
         "last_error": None,
     }
 

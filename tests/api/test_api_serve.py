@@ -10,6 +10,7 @@ when the test fails.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -63,3 +64,53 @@ def test_serve_submit_wait_and_leaderboard_over_http_on_sqlite(sqlite_url, tmp_p
         stop_and_check_shutdown(serve)
     finally:
         serve.stop()
+
+
+def test_health_is_degraded_while_scheduling_passes_keep_failing(sqlite_url, monkeypatch):
+    """The service's scheduler loop keeps running when a pass raises, and /health says so: 503
+    `degraded` after a few failing passes in a row, with a few words and not the exception's text;
+    `ok` again once passes go through. Ray is left out (the passes are injected)."""
+    from fastapi.testclient import TestClient
+
+    import orchestrator.cluster
+    import orchestrator.scheduler
+    from api.app import create_app
+    from api.deps import ServiceSettings
+
+    monkeypatch.setattr(orchestrator.cluster, "connect_ray", lambda num_cpus=None: None)
+    monkeypatch.setattr(
+        orchestrator.cluster,
+        "cluster_summary",
+        lambda: {"nodes": [], "cpus_total": 2.0, "cpus_in_use": 0.0, "gpus_total": 0.0},
+    )
+    failing = {"now": True}
+
+    def step(self):
+        if failing["now"]:
+            raise RuntimeError("internal detail: /secret/path")
+        self.holds_lease = True
+        return False
+
+    monkeypatch.setattr(orchestrator.scheduler.Scheduler, "step", step)
+    settings = ServiceSettings(database_url=sqlite_url, scheduler_poll_seconds=0.02)
+
+    def health_when(client, predicate, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = client.get("/api/v1/health")
+            if predicate(response):
+                return response
+            time.sleep(0.05)
+        raise AssertionError(f"health never got there: {response.status_code} {response.text}")
+
+    with TestClient(create_app(settings)) as client:
+        degraded = health_when(client, lambda r: r.status_code == 503)
+        body = degraded.json()
+        assert body["status"] == "degraded" and body["ray"]["ok"] and body["database"]["ok"]
+        assert body["scheduler"]["failing_passes"] >= 3
+        assert body["scheduler"]["last_error"] == "a scheduling pass raised RuntimeError"
+        assert "secret" not in degraded.text
+        failing["now"] = False
+        recovered = health_when(client, lambda r: r.status_code == 200).json()
+        assert recovered["status"] == "ok" and recovered["scheduler"]["failing_passes"] == 0
+        assert recovered["scheduler"]["state"] == "active" and recovered["scheduler"]["last_error"] is None

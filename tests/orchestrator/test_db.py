@@ -31,7 +31,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
@@ -62,3 +62,20 @@ def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
         rows = connection.execute(text("SELECT name, revoked FROM api_tokens ORDER BY name")).all()
         assert [(name, bool(revoked)) for name, revoked in rows] == [("live", False), ("old", True)]
     upgrade(db_url)
+
+
+def test_times_read_back_as_the_same_instant_in_utc(sessions):
+    """SQLite keeps no zone: what goes in is stored as UTC and comes back timezone-aware."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from orchestrator.db import transaction
+    from orchestrator.models import Sweep
+
+    in_paris = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=1)))
+    naive_utc = datetime(2026, 1, 2, 8, 30)
+    with transaction(sessions) as s:
+        s.add(Sweep(name="t", spec={}, created_at=in_paris, finished_at=naive_utc))
+    with sessions() as s:
+        sweep = s.scalar(select(Sweep))
+        assert sweep.created_at == datetime(2026, 1, 1, 11, 0, tzinfo=UTC) and sweep.created_at.tzinfo == UTC
+        assert sweep.finished_at == datetime(2026, 1, 2, 8, 30, tzinfo=UTC)

@@ -44,7 +44,8 @@ SCHEDULER_SCRIPT = textwrap.dedent(
     import fakes
     from ray import cloudpickle
     cloudpickle.register_pickle_by_value(fakes)
-    from orchestrator.scheduler import Scheduler, connect_ray
+    from orchestrator.cluster import connect_ray
+    from orchestrator.scheduler import Scheduler
     from orchestrator.settings import Settings
     connect_ray()
     settings = Settings(database_url={url!r}, checkpoint_dir={ckpt!r}, heartbeat_seconds=0.5)

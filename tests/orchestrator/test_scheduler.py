@@ -195,3 +195,85 @@ def test_a_stale_running_trial_is_requeued_by_a_new_scheduler(db_url, sessions, 
     scheduler.close()
     trial = check_invariants(sessions, sweep_id)[0]
     assert trial.state == "completed" and trial.attempt == 2
+
+
+# --- one broken sweep does not stop the others (issue 13, finding 1) -------------------------------
+
+SEARCH_SPEC = (
+    "name: searched\ntasks: [delay]\nseeds: [0]\nresources: {cpus: 0.5}\n"
+    "search:\n  sampler: random\n  pruner: none\n  n_trials: 4\n"
+    "  objective: {metric: val_accuracy, direction: maximize}\n"
+    "  space: {optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}\n"
+)
+
+
+def _corrupt(sessions, sweep_id, how):
+    """Write a spec into the database that submission would never have stored."""
+    with transaction(sessions) as s:
+        if how == "not json":  # SQLite stores JSON as text; PostgreSQL's json type refuses this
+            s.execute(text("UPDATE sweeps SET spec = '{\"name\": ' WHERE id = :id"), {"id": sweep_id})
+            return
+        sweep = s.get(Sweep, sweep_id)
+        spec = dict(sweep.spec)
+        if how == "unknown key":  # as a newer version might store it
+            spec["colour"] = "red"
+        else:  # the issue's finding: `high: .inf` stored as null, which the space compares with `low`
+            spec["search"] = {**spec["search"], "space": {"optim.lr": {"low": 1.0e-4, "high": None}}}
+        sweep.spec = spec
+
+
+EXPECTED_REASON = {
+    "null bound": "TypeError: '<' not supported between instances of 'float' and 'NoneType'",
+    "unknown key": "ValidationError: colour: Extra inputs are not permitted",
+    "not json": "JSONDecodeError: Expecting value: line 1 column 10 (char 9)",
+}
+
+
+@pytest.mark.parametrize("how", list(EXPECTED_REASON))
+def test_a_sweep_whose_stored_spec_is_corrupted_fails_alone(how, db_url, sessions, tmp_path):
+    if how == "not json" and not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's json column refuses text that is not JSON")
+    broken = submit(sessions, SEARCH_SPEC)
+    _corrupt(sessions, broken, how)
+    healthy = submit(sessions, "name: ok\ntasks: [delay]\nseeds: [0, 1, 2]\nresources: {cpus: 0.5}\n")
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.quick)
+    scheduler.run([healthy, broken], timeout=120)  # raises if a pass failed (keep_going is off)
+    scheduler.close()
+    assert scheduler.health.failing_passes == 0
+    by_seed = check_invariants(sessions, healthy)
+    assert {t.state for t in by_seed.values()} == {"completed"}
+    with sessions() as s:
+        row = s.execute(select(Sweep.state, Sweep.error, Sweep.finished_at).where(Sweep.id == broken)).one()
+        assert row.state == "failed" and row.finished_at is not None
+        assert row.error == f"its stored spec does not read: {EXPECTED_REASON[how]}"
+        assert store.state_counts(s, broken) == {}  # no trial was ever asked for
+
+
+def test_a_search_that_raises_for_one_sweep_fails_that_sweep_and_its_trials_stop(
+    db_url, sessions, tmp_path, monkeypatch
+):
+    """An error inside the search's ask for one sweep (here: Optuna raising) fails that sweep; its
+    pending trials are cancelled, and a grid sweep beside it completes."""
+    searched = submit(sessions, SEARCH_SPEC)
+    grid = submit(sessions, "name: grid\ntasks: [delay]\nseeds: [0, 1]\nresources: {cpus: 0.5}\n")
+    scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.slow)
+    original = scheduler.search._ask_sweep
+    calls = []
+
+    def ask_sweep(session, plan, *args):
+        calls.append(plan.sweep_id)
+        if len(calls) > 1:  # the first ask stores trials; a later one breaks
+            raise ValueError("the sampler fell over")
+        return original(session, plan, *args)
+
+    monkeypatch.setattr(scheduler.search, "_ask_sweep", ask_sweep)
+    scheduler.run([searched, grid], timeout=120)
+    scheduler.close()
+    assert scheduler.health.failing_passes == 0
+    assert {t.state for t in check_invariants(sessions, grid).values()} == {"completed"}
+    with sessions() as s:
+        sweep = s.get(Sweep, searched)
+        assert sweep.state == "failed"
+        assert sweep.error == "asking Optuna for trials: ValueError: the sampler fell over"
+        counts = store.state_counts(s, searched)
+        assert counts and set(counts) <= {"cancelled", "completed", "pruned"}, counts
