@@ -58,7 +58,7 @@ def report_command(
 
 
 def _progress(done: int, total: int, name: str) -> None:
-    err_console.print(f"[{done + 1}/{total + 1}] {name}", highlight=False)
+    err_console.print(f"[{done + 1}/{total}] {name}", highlight=False, markup=False)
 
 
 def _check_writable(out: Path) -> None:

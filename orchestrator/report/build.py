@@ -35,12 +35,13 @@ MAX_CURVES = 10
 MAX_POINT_ROWS = 20
 MAX_ARRAY_GROUPS = 4
 
-Progress = Callable[[int, int, str], None]  # (figures done, figures planned, name of the next)
+# (steps done, steps planned, what is being written now); a step is a figure, the last the page
+Progress = Callable[[int, int, str], None]
 
 # Per-epoch diagnostics: (axis label with units, title, log scale).
 EPOCH_FIGURES: dict[str, tuple[str, str, bool]] = {
     "grad_over_weight_mean": (
-        "‖∂L/∂θ‖ / ‖θ‖ (mean over parameters, per step)",
+        "‖∂L/∂θ‖ / ‖θ‖ (dimensionless ratio, mean over parameters)",
         "Gradient-over-weight ratio",
         True,
     ),
@@ -49,7 +50,11 @@ EPOCH_FIGURES: dict[str, tuple[str, str, bool]] = {
         "Eigenvalue drift since initialization",
         False,
     ),
-    "memory_capacity": ("memory capacity Σ_τ MF(τ) (steps, mean over layers)", "Memory capacity", False),
+    "memory_capacity": (
+        "memory capacity Σ MF(τ) over lags τ (steps, mean over layers)",
+        "Memory capacity",
+        False,
+    ),
 }
 DRIFT_TITLES = {
     "re_lambda": "Re λ",
@@ -94,7 +99,7 @@ def report_figures(
             "Mean over seeds (line) and the min–max range over seeds (band) of each configuration's "
             "validation metric after every epoch.",
             figures.seed_curves_figure(
-                [_epoch_curves(g, lambda m: m.get("val_metric")) for g in shown],
+                [_epoch_curves(g, i, lambda m: m.get("val_metric")) for i, g in enumerate(shown)],
                 title=f"Validation {metric} per epoch{on}",
                 xlabel="epoch",
                 ylabel=figures.metric_axis_label(metric, "validation"),
@@ -133,7 +138,9 @@ def report_figures(
                 )
             else:
                 continue
-            curves = [_epoch_curves(g, lambda m, key=key: epoch_scalar(m, key)) for g in shown]
+            curves = [
+                _epoch_curves(g, i, lambda m, key=key: epoch_scalar(m, key)) for i, g in enumerate(shown)
+            ]
             curves = [c for c in curves if c.x.size]
             if not curves:
                 continue
@@ -151,7 +158,7 @@ def report_figures(
                 ),
             )
 
-        fourier = [c for c in (_fourier_curves(g) for g in shown) if c is not None]
+        fourier = [c for c in (_fourier_curves(g, i) for i, g in enumerate(shown)) if c is not None]
         if fourier:
             yield ReportFigure(
                 f"fourier-noise-{slug}",
@@ -192,7 +199,7 @@ def write_report(
         planned = _planned_count(data, arrays or {})
         for done, item in enumerate(report_figures(data, arrays)):
             if progress is not None:
-                progress(done, max(planned, done + 1), item.name)
+                progress(done, max(planned, done) + 1, item.name)
             png, svg = figures.to_png_and_svg(item.figure)
             (staging / "figures" / f"{item.name}.png").write_bytes(png)
             (staging / "figures" / f"{item.name}.svg").write_bytes(svg)
@@ -202,7 +209,7 @@ def write_report(
         (staging / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2, default=str) + "\n")
         (staging / "index.html").write_text(render_index(data, summary, written))
         if progress is not None:
-            progress(len(written), len(written), "index.html")
+            progress(len(written), len(written) + 1, "summary.json and index.html")
 
         out_dir.mkdir(parents=True, exist_ok=True)
         figures_dir = out_dir / "figures"
@@ -228,23 +235,25 @@ def build_report(
 # --- from report data to figure data -------------------------------------------------------------
 
 
-def _epoch_curves(group: ConfigGroup, value: Callable[[dict[str, Any]], float | None]) -> figures.SeedCurves:
-    """One curve per seed over epochs counted from 1."""
+def _epoch_curves(
+    group: ConfigGroup, color_index: int, value: Callable[[dict[str, Any]], float | None]
+) -> figures.SeedCurves:
+    """One curve per seed over epochs counted from 1; `color_index` the group's rank in its task."""
     runs = [
         [(m["epoch"] + 1, v) for m in trial.epochs if (v := value(m)) is not None and math.isfinite(v)]
         for trial in group.trials
     ]
-    return figures.SeedCurves.from_runs(group.label, [r for r in runs if r] or [[]])
+    return figures.SeedCurves.from_runs(group.label, [r for r in runs if r] or [[]], color_index)
 
 
-def _fourier_curves(group: ConfigGroup) -> figures.SeedCurves | None:
+def _fourier_curves(group: ConfigGroup, color_index: int) -> figures.SeedCurves | None:
     runs = [
         [(row["frequency"], row["accuracy"]) for row in t.fourier if row.get("frequency") is not None]
         for t in group.trials
         if t.fourier
     ]
     runs = [r for r in runs if r]
-    return figures.SeedCurves.from_runs(group.label, runs) if runs else None
+    return figures.SeedCurves.from_runs(group.label, runs, color_index) if runs else None
 
 
 def _array_figures(
@@ -315,7 +324,8 @@ def _planned_count(data: ReportData, arrays: dict[int, Any]) -> int:
     count = 0
     for task in data.tasks:
         groups = data.groups_of(task)
-        count += 2 + len(diagnostic_keys(groups)) + any(t.fourier for g in groups for t in g.trials)
+        drawn = [k for k in diagnostic_keys(groups) if k in EPOCH_FIGURES or k.startswith("drift_")]
+        count += 2 + len(drawn) + any(t.fourier for g in groups for t in g.trials)
         count += 2 * any(g.trials[0].run_id in arrays for g in groups[:MAX_ARRAY_GROUPS])
     return count
 

@@ -33,8 +33,7 @@ DPI = 100
 WIDTH_IN = 9.0
 HEIGHT_IN = 5.0
 FONT_SIZE = 10
-# One colour per configuration in a figure; tab10 is distinguishable, tab20 where more are drawn.
-MAX_LEGEND_ENTRIES = 12
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
 RC = {
     "font.size": FONT_SIZE,
@@ -54,9 +53,14 @@ class SeedCurves:
     label: str
     x: np.ndarray  # (points,)
     y: np.ndarray  # (seeds, points)
+    # The configuration's place in the palette, so that it keeps its colour from figure to figure
+    # when another figure lacks some configurations; None: its position in the figure.
+    color_index: int | None = None
 
     @staticmethod
-    def from_runs(label: str, runs: Sequence[Sequence[tuple[float, float]]]) -> SeedCurves:
+    def from_runs(
+        label: str, runs: Sequence[Sequence[tuple[float, float]]], color_index: int | None = None
+    ) -> SeedCurves:
         """From per-seed lists of (x, y) points, aligned on the union of their x values."""
         xs = sorted({x for run in runs for x, _ in run})
         column = {x: i for i, x in enumerate(xs)}
@@ -64,7 +68,7 @@ class SeedCurves:
         for row, run in enumerate(runs):
             for x, value in run:
                 y[row, column[x]] = np.nan if value is None else value
-        return SeedCurves(label, np.asarray(xs, dtype=float), y)
+        return SeedCurves(label, np.asarray(xs, dtype=float), y, color_index)
 
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x, mean, min, max) over seeds where at least one seed has a value."""
@@ -131,12 +135,16 @@ def seed_curves_figure(
     every y value (100 for percent); `note` is a line under the title (e.g. "10 best of 40 groups")."""
     fig = _figure(height=_height_for_legend(len(curves)))
     ax = fig.add_subplot()
-    colors = _colors(len(curves))
-    for curve, color in zip(curves, colors, strict=True):
+    indices = [i if c.color_index is None else c.color_index for i, c in enumerate(curves)]
+    palette = _colors(max(indices, default=0) + 1)
+    for curve, index in zip(curves, indices, strict=True):
         x, mean, low, high = curve.summary()
         seeds = curve.y.shape[0]
+        color = palette[index]
         ax.plot(
-            x, mean * scale, color=color, marker="o" if len(x) <= 30 else None, markersize=3,
+            # a marker per configuration: curves that coincide (frozen ones at zero drift) stay visible
+            x, mean * scale, color=color, marker=MARKERS[index % len(MARKERS)] if len(x) <= 30 else None,
+            markersize=4, markerfacecolor="none" if index % 2 else color,
             label=f"{curve.label} (n={seeds})",
         )  # fmt: skip
         if seeds > 1:
