@@ -375,3 +375,17 @@ def test_a_failed_render_leaves_the_previous_report_in_place(db_url, sessions, t
 
 def _sqlite_files(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if re.match(r"ssmbench\.db", p.name)]
+
+
+def test_the_page_escapes_what_comes_from_the_database():
+    from orchestrator.report.data import ConfigGroup, ReportData, SweepInfo, TrialRecord
+    from orchestrator.report.html import render_index
+    from orchestrator.report.summary import build_summary
+
+    hostile = "<script>alert(1)</script>"
+    sweep = SweepInfo(1, hostile, "completed", None, {"name": hostile}, {"completed": 1}, None, None)
+    group = ConfigGroup("delay", "k", f"s4d · {hostile}", "s4d", "inv", "exp", True, "accuracy")
+    group.trials.append(TrialRecord(1, 1, 1, 0, 0.5, 0.5, 0))
+    data = ReportData([sweep], [group], {})
+    page = render_index(data, build_summary(data), [{"name": "x", "title": hostile, "caption": ""}])
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
