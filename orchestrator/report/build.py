@@ -56,11 +56,12 @@ EPOCH_FIGURES: dict[str, tuple[str, str, bool]] = {
         False,
     ),
 }
+# Per-quantity relative drift (`ssm.diagnostics.DRIFT_QUANTITIES`, epoch keys "drift_<name>").
 DRIFT_TITLES = {
     "re_lambda": "Re λ",
     "im_lambda": "Im λ",
     "dt": "Δt",
-    "ab": "|Ā|",
+    "abs_Ab": "|Ā|",
 }
 
 
@@ -129,13 +130,10 @@ def report_figures(
         for key in diagnostic_keys(groups):
             if key in EPOCH_FIGURES:
                 ylabel, title, log_y = EPOCH_FIGURES[key]
-            elif key.startswith("drift_") and key[len("drift_") :] in DRIFT_TITLES:
+            elif _is_drift(key):
                 quantity = DRIFT_TITLES[key[len("drift_") :]]
-                ylabel, title, log_y = (
-                    f"relative drift of {quantity} (fraction)",
-                    f"Drift of {quantity}",
-                    False,
-                )
+                ylabel = f"mean |Δ{quantity}| / mean |{quantity}₀| (fraction)"
+                title, log_y = f"Drift of {quantity} since initialization", False
             else:
                 continue
             curves = [
@@ -324,10 +322,14 @@ def _planned_count(data: ReportData, arrays: dict[int, Any]) -> int:
     count = 0
     for task in data.tasks:
         groups = data.groups_of(task)
-        drawn = [k for k in diagnostic_keys(groups) if k in EPOCH_FIGURES or k.startswith("drift_")]
+        drawn = [k for k in diagnostic_keys(groups) if k in EPOCH_FIGURES or _is_drift(k)]
         count += 2 + len(drawn) + any(t.fourier for g in groups for t in g.trials)
         count += 2 * any(g.trials[0].run_id in arrays for g in groups[:MAX_ARRAY_GROUPS])
     return count
+
+
+def _is_drift(key: str) -> bool:
+    return key.startswith("drift_") and key[len("drift_") :] in DRIFT_TITLES
 
 
 def _shown_note(shown: int, total: int, extra: str | None = None) -> str | None:

@@ -187,6 +187,7 @@ def diagnosing_trainer(config, on_epoch=None, checkpoint_dir=None, data_dir=None
             "grad_over_weight_mean": 1e-3 * (epoch + 1) * (1 + seed),
             "eigenvalue_drift_relative": 0.01 * epoch * (2 if init == "lin" else 1),
             "memory_capacity": [10.0 + epoch, 12.0 + epoch + seed],
+            "drift_re_lambda": 0.05 * epoch + 0.01 * seed,  # the per-quantity drift (ssm.diagnostics)
         }
         if on_epoch is not None and on_epoch(metrics) is False:
             break
@@ -268,6 +269,7 @@ def test_a_report_of_a_small_real_sweep(db_url, sessions, tmp_path):
         "grad-over-weight-mean-delay",
         "eigenvalue-drift-relative-delay",
         "memory-capacity-delay",
+        "drift-re-lambda-delay",
         "fourier-noise-delay",
         "eigenvalues-delay",
         "memory-function-delay",
@@ -312,6 +314,10 @@ def test_the_report_figures_plot_the_sweeps_numbers(db_url, sessions):
 
     (ax,) = drawn["eigenvalue-drift-relative-delay"].axes
     np.testing.assert_allclose(_line(ax, "s4d · lin · exp · trained (n=3)").get_ydata(), [0.0, 0.02, 0.04])
+
+    (ax,) = drawn["drift-re-lambda-delay"].axes
+    np.testing.assert_allclose(_line(ax, "s4d · inv · exp · trained (n=3)").get_ydata(), [0.01, 0.06, 0.11])
+    assert ax.get_ylabel() == "mean |ΔRe λ| / mean |Re λ₀| (fraction)"
 
     (ax,) = drawn["eigenvalues-delay"].axes  # seed 0 of each configuration
     after = _offsets(_collection(ax, "s4d · lin · exp · trained (seed 0) after"))
