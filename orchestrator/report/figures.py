@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -203,31 +204,35 @@ def eigenvalue_plane_figure(
     title: str = "Eigenvalues before and after training",
     discrete: bool = False,
 ) -> Figure:
-    """Eigenvalues in the complex plane, per configuration `(label, before, after)` (complex arrays
-    of any shape, flattened): before as hollow circles ("<label> before"), after as dots
-    ("<label> after"). Continuous-time λ (`discrete=False`) get the stability boundary Re λ = 0;
-    discrete Ā (`discrete=True`) the unit circle."""
-    fig = _figure(height=_height_for_legend(2 * len(series), HEIGHT_IN + 0.5))
-    ax = fig.add_subplot()
-    for (label, before, after), color in zip(series, _colors(len(series)), strict=True):
+    """Eigenvalues in the complex plane, one panel per configuration `(label, before, after)`
+    (complex arrays of any shape, flattened; panels share their axes): before as grey hollow circles
+    ("<label> before"), after as coloured dots on top ("<label> after"). In one shared panel the
+    configurations' many eigenvalues would hide each other. Continuous-time λ (`discrete=False`);
+    discrete Ā (`discrete=True`) get the unit circle, the stability boundary."""
+    columns = 1 if len(series) == 1 else 2
+    rows = max(1, math.ceil(len(series) / columns))
+    fig = _figure(height=1.0 + 3.4 * rows)
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, (label, before, after), color in zip(axes, series, _colors(len(series)), strict=False):
         before, after = np.ravel(before), np.ravel(after)
         ax.scatter(
-            before.real, before.imag, s=22, facecolors="none", edgecolors=color, label=f"{label} before"
-        )
-        ax.scatter(after.real, after.imag, s=10, color=color, label=f"{label} after")
-    if discrete:
-        angle = np.linspace(0, 2 * np.pi, 361)
-        ax.plot(np.cos(angle), np.sin(angle), color="grey", linewidth=0.8, label="_unit circle")
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel("Re Ā (per step)")
-        ax.set_ylabel("Im Ā (per step)")
-    else:
-        ax.axvline(0.0, color="grey", linewidth=0.8, label="_stability boundary")
-        ax.set_xlabel("Re λ (decay rate, 1 / unit time)")
-        ax.set_ylabel("Im λ (frequency, rad / unit time)")
-    _title(ax, title, "hollow: at initialization · filled: at the end of training")
-    ax.grid(True, alpha=0.3)
-    _legend(ax)
+            before.real, before.imag, s=26, facecolors="none", edgecolors="0.45", linewidths=0.9,
+            label=f"{label} before", zorder=2,
+        )  # fmt: skip
+        ax.scatter(after.real, after.imag, s=9, color=color, label=f"{label} after", zorder=3)
+        ax.set_title(label, fontsize=FONT_SIZE, loc="left")
+        ax.grid(True, alpha=0.3)
+        if discrete:
+            angle = np.linspace(0, 2 * np.pi, 361)
+            ax.plot(np.cos(angle), np.sin(angle), color="grey", linewidth=0.8, label="_unit circle")
+    for ax in axes[len(series) :]:
+        ax.set_visible(False)
+    for ax in axes[: len(series)]:
+        if ax.get_subplotspec().is_last_row() or ax is axes[len(series) - 1]:
+            ax.set_xlabel("Re Ā (per step)" if discrete else "Re λ (decay rate, 1 / unit time)")
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("Im Ā (per step)" if discrete else "Im λ (frequency, rad / unit time)")
+    _title(axes[0], title, "grey circles: at initialization · coloured dots: at the end of training")
     return fig
 
 

@@ -30,6 +30,8 @@ EPOCH_DIAGNOSTICS = (
     "memory_capacity",
 )
 DRIFT_PREFIX = "drift_"  # per-quantity drift (drift_re_lambda, drift_dt, …) where recorded
+# `ssm.diagnostics.DRIFT_QUANTITIES` in their order (spelled out: reading a report imports no torch)
+DRIFT_QUANTITIES = ("re_lambda", "im_lambda", "dt", "abs_Ab")
 
 
 def mean_std(values: Iterable[float | None]) -> dict[str, float | int | None]:
@@ -68,7 +70,9 @@ def diagnostic_keys(groups: Sequence[ConfigGroup]) -> list[str]:
                     if key in EPOCH_DIAGNOSTICS or key.startswith(DRIFT_PREFIX):
                         present[key] = None
     ordered = [k for k in EPOCH_DIAGNOSTICS if k in present]
-    return ordered + sorted(k for k in present if k not in EPOCH_DIAGNOSTICS)
+    drift_order = {f"{DRIFT_PREFIX}{q}": i for i, q in enumerate(DRIFT_QUANTITIES)}
+    others = [k for k in present if k not in EPOCH_DIAGNOSTICS]
+    return ordered + sorted(others, key=lambda k: (drift_order.get(k, len(drift_order)), k))
 
 
 def group_summary(group: ConfigGroup, keys: Sequence[str]) -> dict[str, Any]:

@@ -319,8 +319,12 @@ def test_the_report_figures_plot_the_sweeps_numbers(db_url, sessions):
     np.testing.assert_allclose(_line(ax, "s4d · inv · exp · trained (n=3)").get_ydata(), [0.01, 0.06, 0.11])
     assert ax.get_ylabel() == "mean |ΔRe λ| / mean |Re λ₀| (fraction)"
 
-    (ax,) = drawn["eigenvalues-delay"].axes  # seed 0 of each configuration
-    after = _offsets(_collection(ax, "s4d · lin · exp · trained (seed 0) after"))
+    panels = drawn["eigenvalues-delay"].axes  # a panel per configuration, its seed 0
+    assert [ax.get_title(loc="left") for ax in panels] == [
+        "s4d · lin · exp · trained (seed 0)",
+        "s4d · inv · exp · trained (seed 0)",
+    ]
+    after = _offsets(_collection(panels[0], "s4d · lin · exp · trained (seed 0) after"))
     np.testing.assert_allclose(after, [[-0.7, 1.0], [-0.9, 2.0]])
     (ax,) = drawn["memory-function-delay"].axes
     init_line = _line(ax, "s4d · lin · exp · trained (seed 0) init")
