@@ -57,11 +57,12 @@ EPOCH_FIGURES: dict[str, tuple[str, str, bool]] = {
     ),
 }
 # Per-quantity relative drift (`ssm.diagnostics.DRIFT_QUANTITIES`, epoch keys "drift_<name>").
+# (what drifts, the relative drift written out)
 DRIFT_TITLES = {
-    "re_lambda": "Re λ",
-    "im_lambda": "Im λ",
-    "dt": "Δt",
-    "abs_Ab": "|Ā|",
+    "re_lambda": ("Re λ", "mean |Re λ − Re λ₀| / mean |Re λ₀|"),
+    "im_lambda": ("Im λ", "mean |Im λ − Im λ₀| / mean |Im λ₀|"),
+    "dt": ("Δt", "mean |Δt − Δt₀| / mean Δt₀"),
+    "abs_Ab": ("|Ā|", "mean ||Ā| − |Ā₀|| / mean |Ā₀|"),
 }
 
 
@@ -131,8 +132,8 @@ def report_figures(
             if key in EPOCH_FIGURES:
                 ylabel, title, log_y = EPOCH_FIGURES[key]
             elif _is_drift(key):
-                quantity = DRIFT_TITLES[key[len("drift_") :]]
-                ylabel = f"mean |Δ{quantity}| / mean |{quantity}₀| (fraction)"
+                quantity, ratio = DRIFT_TITLES[key[len("drift_") :]]
+                ylabel = f"{ratio} (fraction)"
                 title, log_y = f"Drift of {quantity} since initialization", False
             else:
                 continue

@@ -317,7 +317,7 @@ def test_the_report_figures_plot_the_sweeps_numbers(db_url, sessions):
 
     (ax,) = drawn["drift-re-lambda-delay"].axes
     np.testing.assert_allclose(_line(ax, "s4d · inv · exp · trained (n=3)").get_ydata(), [0.01, 0.06, 0.11])
-    assert ax.get_ylabel() == "mean |ΔRe λ| / mean |Re λ₀| (fraction)"
+    assert ax.get_ylabel() == "mean |Re λ − Re λ₀| / mean |Re λ₀| (fraction)"
 
     panels = drawn["eigenvalues-delay"].axes  # a panel per configuration, its seed 0
     assert [ax.get_title(loc="left") for ax in panels] == [
