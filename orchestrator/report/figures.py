@@ -155,6 +155,8 @@ def seed_curves_figure(
             )  # fmt: skip
     if log_y:
         ax.set_yscale("log")
+    else:
+        _readable_linear_y(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     _title(ax, title, note)
@@ -327,6 +329,17 @@ def _height_for_legend(entries: int, base: float = HEIGHT_IN) -> float:
     """Figure height: the axes keep `base` inches, the legend below gets a line per entry (two
     entries a line when they fit in two columns)."""
     return base + 0.5 + 0.2 * entries
+
+
+def _readable_linear_y(ax) -> None:
+    """No "1e-11+1.6e1" offset above the axis: a flat curve (a capacity that does not move) gets a
+    ±5% range around its value instead of a range of rounding noise."""
+    ax.ticklabel_format(axis="y", useOffset=False)
+    low, high = ax.dataLim.intervaly
+    if np.isfinite(low) and np.isfinite(high) and high - low <= 1e-9 * max(abs(low), abs(high), 1e-300):
+        middle = (low + high) / 2
+        half = 0.05 * abs(middle) or 1.0
+        ax.set_ylim(middle - half, middle + half)
 
 
 def _integer_axis(curves: Sequence[SeedCurves]) -> bool:

@@ -69,6 +69,17 @@ def test_seed_curves_draw_the_mean_and_the_min_max_band_of_each_configuration():
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "validation accuracy (%)"
 
 
+def test_a_flat_curve_gets_a_readable_range_without_an_offset():
+    runs = [[(1, 16.0), (2, 16.0 + 1e-13)], [(1, 16.0), (2, 16.0)]]  # a capacity that does not move
+    fig = figures.seed_curves_figure(
+        [figures.SeedCurves.from_runs("a", runs)], title="t", xlabel="x", ylabel="y"
+    )
+    (ax,) = fig.axes
+    figures.to_png(fig)  # tick labels and the offset are decided when drawn
+    assert ax.get_ylim() == pytest.approx((15.2, 16.8))
+    assert ax.yaxis.get_offset_text().get_text() == ""
+
+
 def test_seed_points_show_every_seed_and_the_mean_with_its_sample_std():
     values = {"best": [0.9, 0.8, 0.85], "worst": [0.5, 0.6]}
     groups = [figures.SeedValues(label, np.asarray(v)) for label, v in values.items()]
