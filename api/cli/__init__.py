@@ -15,6 +15,8 @@ SERVICE_MODULES = frozenset(
         "alembic",
         "fastapi",
         "httpx",
+        "jinja2",
+        "matplotlib",
         "optuna",
         "PIL",
         "prometheus_client",

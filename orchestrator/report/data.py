@@ -260,12 +260,8 @@ def _configuration_labels(
     session: Session, groups: list[ConfigGroup], first_trial: dict[str, int]
 ) -> dict[str, str]:
     """The leaderboard's labels ("s4d · inv · exp · frozen · lr=0.001"), one per group key."""
-    try:  # the leaderboard as a package (orchestrator/leaderboard/labels.py)
-        from ..leaderboard.aggregates import Aggregate
-        from ..leaderboard.labels import group_labels
-    except ImportError:  # the leaderboard as one module
-        from ..leaderboard import Aggregate
-        from ..leaderboard import _group_labels as group_labels
+    from ..leaderboard.aggregates import Aggregate
+    from ..leaderboard.labels import group_labels
 
     aggregates = {}
     for g in groups:
