@@ -53,6 +53,16 @@ def grads(output: torch.Tensor, inputs: list[torch.Tensor], weight: torch.Tensor
     return torch.autograd.grad((output * weight).real.sum(), inputs)
 
 
+def assert_same_values_and_gradients(
+    actual: torch.Tensor, expected: torch.Tensor, inputs: list[torch.Tensor]
+) -> None:
+    """`assert_close` on the outputs and on the gradients w.r.t. `inputs` under one random cotangent."""
+    assert_close(actual, expected)
+    weight = torch.randn_like(expected)
+    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
+        assert_close(got, want)
+
+
 def leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.detach().to(DEVICE).requires_grad_() for t in tensors]
 
@@ -85,12 +95,9 @@ def test_s4d_kernel_matches_reference(request, method, H, N2, L, tiles):
     if tiles == "small":
         request.getfixturevalue("small_tiles")
     inputs = leaves(*random_diagonal_ssm(H, N2))
-    weight = torch.randn(H, L, device=DEVICE)
     expected = reference.s4d_kernel(*inputs, L, method)
     actual = tk.s4d_kernel(*inputs, L, method)
-    assert_close(actual, expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def zoh_kernel_float64(lam, B, C, dt, L) -> torch.Tensor:
@@ -145,10 +152,7 @@ def test_cauchy_matches_reference(request, lead, N, L, tiles):
     inputs = leaves(v, z, w)
     expected = reference.cauchy(*inputs)
     actual = tk.cauchy(*inputs)
-    assert_close(actual, expected)
-    weight = torch.randn_like(expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def test_cauchy_sums_match_float64_near_the_poles(small_tiles):
@@ -193,20 +197,14 @@ def test_linear_scan_matches_reference(small_tiles, a_shape):
     inputs = leaves(a, b)
     expected = reference.linear_scan(*inputs)
     actual = tk.linear_scan(*inputs)
-    assert_close(actual, expected)
-    weight = torch.randn_like(expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def test_linear_scan_real_inputs():
     inputs = leaves(torch.rand(2, 29, 3), torch.randn(2, 29, 3))
     expected = reference.linear_scan(*inputs)
     actual = tk.linear_scan(*inputs)
-    assert_close(actual, expected)
-    weight = torch.randn_like(expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def test_float64_inputs_use_the_reference():
