@@ -48,28 +48,33 @@ def hi_lo(x: torch.Tensor, real_dtype: torch.dtype) -> tuple[torch.Tensor, torch
     return hi, (x - hi).to(real_dtype)
 
 
-def _reciprocal_chunks(
-    y: torch.Tensor, w: torch.Tensor, dtype: torch.dtype, chunk: int
+def _reciprocal_planes(
+    y: torch.Tensor, w: torch.Tensor, real_dtype: torch.dtype, chunk: int, squares: bool = False
 ) -> Iterator[tuple[slice, torch.Tensor]]:
-    """(span, 1/(i y[span] − w)) for consecutive spans of y: complex `dtype` (M, N, span length).
+    """(span, R) for consecutive spans of y, R = [Re r; Im r] (M, 2N, span) of r = 1/(i y[span] − w),
+    in `real_dtype`; with `squares`, R = [Re r; Im r; Re r²; Im r²] (M, 4N, span).
 
     With d = i y − w: Re d = −Re w does not depend on y, and −Im d = Im w − y is taken as
-    (Im w_hi − y_hi) + Im w_lo − y_lo: compensated in fp32, plain in float64."""
-    real = torch.float64 if dtype == torch.complex128 else torch.float32
-    (y_hi, y_lo), ((w_re, w_im), (_, w_im_lo)) = hi_lo(y, real), hi_lo(w, real)
+    (Im w_hi − y_hi) + Im w_lo − y_lo: compensated in fp32, plain in float64 (lo = 0).
+    Real planes keep every step a contiguous real operation and the sums over n real GEMMs."""
+    (y_hi, y_lo), ((w_re, w_im), (_, w_im_lo)) = hi_lo(y, real_dtype), hi_lo(w, real_dtype)
     w_re, w_im, w_im_lo = w_re[..., None], w_im[..., None], w_im_lo[..., None]  # (M, N, 1)
-    w_re_squared = w_re * w_re
+    w_re_squared, minus_w_re = w_re * w_re, -w_re
+    M, N = w.shape
     for start in range(0, y.shape[0], chunk):
         span = slice(start, start + chunk)
         minus_d_im = w_im - y_hi[span]  # (M, N, chunk)
         minus_d_im += w_im_lo
         minus_d_im -= y_lo[span]
         inverse_norm = torch.addcmul(w_re_squared, minus_d_im, minus_d_im).reciprocal_()  # 1/|d|²
-        r = torch.empty(minus_d_im.shape, dtype=dtype, device=w.device)
-        r_planes = torch.view_as_real(r)  # 1/d = conj(d) / |d|² = (−Re w − i Im d) / |d|²
-        torch.mul(inverse_norm, -w_re, out=r_planes[..., 0])
-        torch.mul(inverse_norm, minus_d_im, out=r_planes[..., 1])
-        yield span, r
+        R = torch.empty(M, (4 if squares else 2) * N, minus_d_im.shape[-1], dtype=real_dtype, device=w.device)
+        r_re, r_im = R[:, :N], R[:, N : 2 * N]
+        torch.mul(inverse_norm, minus_w_re, out=r_re)  # 1/d = conj(d)/|d|² = (−Re w − i Im d)/|d|²
+        torch.mul(inverse_norm, minus_d_im, out=r_im)
+        if squares:  # r² = (Re r² − Im r², 2 Re r Im r)
+            torch.mul(r_re, r_re, out=R[:, 2 * N : 3 * N]).addcmul_(r_im, r_im, value=-1)
+            torch.mul(r_re, r_im, out=R[:, 3 * N :]).mul_(2)
+        yield span, R
 
 
 class _CauchySums(torch.autograd.Function):
@@ -77,32 +82,39 @@ class _CauchySums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v: torch.Tensor, y: torch.Tensor, w: torch.Tensor, chunk: int) -> torch.Tensor:
-        out = v.new_empty(*v.shape[:2], y.shape[0])
-        for span, r in _reciprocal_chunks(y, w, v.dtype, chunk):
-            out[..., span] = v @ r  # (M, J, N) @ (M, N, chunk): the J sums share r
+        # v r = (Re v Re r − Im v Im r) + i (Im v Re r + Re v Im r): one real product with R = [Re r; Im r].
+        v_planes = torch.cat(
+            [torch.cat([v.real, -v.imag], -1), torch.cat([v.imag, v.real], -1)], 1
+        )  # (M, 2J, 2N)
+        out = v_planes.new_empty(v.shape[0], 2 * v.shape[1], y.shape[0])  # (M, [Re; Im] × J, Z)
+        for span, R in _reciprocal_planes(y, w, v.real.dtype, chunk):
+            out[..., span] = v_planes @ R
         ctx.save_for_backward(v, y, w)
         ctx.chunk = chunk
-        return out
+        return torch.complex(*out.unflatten(1, (2, -1)).unbind(1))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         # out is holomorphic in v and w: ∂out/∂v = r, ∂out/∂w = v r², r = 1/(i y − w). Torch's convention
-        # for a holomorphic map is grad = Σ g · conj(∂out/∂·), so grad v = Σ_k g conj(r) and
-        # grad w = Σ_j conj(v_j) Σ_k g_j conj(r²). Both sums over k are taken conjugated, Σ_k conj(g) r,
-        # so that the matrix products read r transposed in place. r is computed in v's precision as in
-        # the forward, the products accumulate in complex128: these sums run over all Z points and
-        # reach dt's gradient through w = λ dt/2 with |λ| up to ~1300, where fp32 accumulation left
-        # errors up to 1e-4 of dt's gradient (1e-5 with complex128 accumulation).
+        # for a holomorphic map is grad = Σ g · conj(∂out/∂·): grad v = Σ_k g conj(r) and
+        # grad w = Σ_j conj(v_j) Σ_k g_j conj(r²). The backward recomputes r in float64 (no compensation
+        # needed there) and sums in float64: these sums run over all Z points and reach dt's gradient
+        # through w = λ dt/2 with |λ| up to ~1300, where fp32 sums left errors up to 1e-4 of it.
         v, y, w = ctx.saved_tensors
-        g_conj = grad_out.to(torch.complex128).conj().resolve_conj()
-        sum_g_r = torch.zeros(v.shape, dtype=torch.complex128, device=v.device)  # the sums, conjugated
-        sum_g_r2 = torch.zeros_like(sum_g_r)
-        for span, r in _reciprocal_chunks(y, w, v.dtype, ctx.chunk):
-            r = r.to(torch.complex128)
-            sum_g_r += g_conj[..., span] @ r.mT
-            sum_g_r2 += g_conj[..., span] @ (r * r).mT
-        grad_w = (v * sum_g_r2).sum(1).conj().to(w.dtype)
-        return sum_g_r.conj().to(v.dtype), None, grad_w, None
+        J, N = v.shape[1:]
+        g = grad_out.to(torch.complex128)
+        g_planes = torch.cat([g.real, g.imag], 1)  # (M, 2J, Z)
+        sums = g_planes.new_zeros(v.shape[0], 2 * J, 4 * N)
+        for span, R in _reciprocal_planes(y, w, torch.float64, ctx.chunk, squares=True):
+            sums += g_planes[..., span] @ R.mT
+        # sums[:, (g_re, g_im), :, (r_re, r_im, r²_re, r²_im), :]; g conj(x) = (g_re x_re + g_im x_im) + i (g_im x_re − g_re x_im)
+        (gr_r, gr_i, gr_r2, gr_i2), (gi_r, gi_i, gi_r2, gi_i2) = (
+            s.unbind(2) for s in sums.unflatten(1, (2, J)).unflatten(-1, (4, N)).unbind(1)
+        )
+        grad_v = torch.complex(gr_r + gi_i, gi_r - gr_i)
+        g_conj_r2 = torch.complex(gr_r2 + gi_i2, gi_r2 - gr_i2)
+        grad_w = (v.conj() * g_conj_r2).sum(1).to(w.dtype)
+        return grad_v.to(v.dtype), None, grad_w, None
 
 
 def check_cauchy_sums(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
