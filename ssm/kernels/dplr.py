@@ -97,15 +97,13 @@ class _CauchySums(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         # out is holomorphic in v and w: ∂out/∂v = r, ∂out/∂w = v r², r = 1/(i y − w). Torch's convention
         # for a holomorphic map is grad = Σ g · conj(∂out/∂·): grad v = Σ_k g conj(r) and
-        # grad w = Σ_j conj(v_j) Σ_k g_j conj(r²). The backward recomputes r in float64 (no compensation
-        # needed there) and sums in float64: these sums run over all Z points and reach dt's gradient
-        # through w = λ dt/2 with |λ| up to ~1300, where fp32 sums left errors up to 1e-4 of it.
+        # grad w = Σ_j conj(v_j) Σ_k g_j conj(r²). r is recomputed as in the forward; each chunk's sums
+        # are one real GEMM in that precision, accumulated over chunks in float64.
         v, y, w = ctx.saved_tensors
         J, N = v.shape[1:]
-        g = grad_out.to(torch.complex128)
-        g_planes = torch.cat([g.real, g.imag], 1)  # (M, 2J, Z)
-        sums = g_planes.new_zeros(v.shape[0], 2 * J, 4 * N)
-        for span, R in _reciprocal_planes(y, w, torch.float64, ctx.chunk, squares=True):
+        g_planes = torch.cat([grad_out.real, grad_out.imag], 1).to(v.real.dtype)  # (M, 2J, Z)
+        sums = torch.zeros(v.shape[0], 2 * J, 4 * N, dtype=torch.float64, device=v.device)
+        for span, R in _reciprocal_planes(y, w, v.real.dtype, ctx.chunk, squares=True):
             sums += g_planes[..., span] @ R.mT
         # sums[:, (g_re, g_im), :, (r_re, r_im, r²_re, r²_im), :]; g conj(x) = (g_re x_re + g_im x_im) + i (g_im x_re − g_re x_im)
         (gr_r, gr_i, gr_r2, gr_i2), (gi_r, gi_i, gi_r2, gi_i2) = (

@@ -1,7 +1,7 @@
 """S4's fast DPLR kernel (ssm.kernels.dplr) against the float64 reference (Algorithm 1 as written).
 
 Tolerances: float64 paths 1e-10; fp32 paths max |fast − reference| ≤ 1e-5 · max |reference| per
-channel, values and gradients. Gradients of the custom autograd.Function are checked with
+channel for values, 1e-4 for the gradients of the whole kernel (GRAD_RTOL). Gradients of the custom autograd.Function are checked with
 torch.autograd.gradcheck in float64.
 """
 
@@ -142,15 +142,22 @@ def test_dplr_kernel_gradcheck_float64(L):
     assert torch.autograd.gradcheck(lambda *x: dplr.dplr_kernel(*x, L), system)
 
 
+# fp32 gradients: the backward's sums run over all L points in fp32 GEMMs and reach dt's gradient
+# through w = λ dt/2 with |λ| up to ~100 here (1300 at N = 64): measured up to 7e-5 of dt's gradient
+# and 3e-5 of λ's, against 4e-6 when the float64 reference's inputs are perturbed by one fp32 ulp.
+GRAD_RTOL = 1e-4
+
+
 def test_dplr_kernel_fp32_gradients_match_the_float64_reference():
     L = 200
-    system32 = [t.requires_grad_() for t in s4_system(3, 16)]
-    system64 = [t.requires_grad_() for t in to_float64(system32)]
-    weight = torch.randn(3, L, dtype=torch.float64)
-    fast = torch.autograd.grad((dplr.dplr_kernel(*system32, L) * weight).sum(), system32)
-    slow = torch.autograd.grad((reference.dplr_kernel(*system64, L) * weight).sum(), system64)
-    for name, a, b in zip(("lam", "P", "B", "C", "dt"), fast, slow, strict=True):
-        assert max_rel_error(a, b) <= RTOL, name
+    for seed in range(4):
+        system32 = [t.requires_grad_() for t in s4_system(3, 16, seed=seed)]
+        system64 = [t.requires_grad_() for t in to_float64(system32)]
+        weight = torch.randn(3, L, dtype=torch.float64)
+        fast = torch.autograd.grad((dplr.dplr_kernel(*system32, L) * weight).sum(), system32)
+        slow = torch.autograd.grad((reference.dplr_kernel(*system64, L) * weight).sum(), system64)
+        for name, a, b in zip(("lam", "P", "B", "C", "dt"), fast, slow, strict=True):
+            assert max_rel_error(a, b) <= GRAD_RTOL, (seed, name)
 
 
 def test_no_tensor_of_the_cauchy_matrix_size_is_kept_for_backward():
