@@ -21,7 +21,7 @@ So z − w is taken on hi + lo fp32 pairs of the float64 values (hi − hi is ex
 close, by Sterbenz's lemma); what remains is rounding relative to the difference itself.
 
 Time and memory. The four sums share their poles: 1/(z − w) is computed once per (h, n, z) and the
-sums over n are batched matrix products. It is computed a chunk of z at a time and recomputed in the
+sums over n are real batched matrix products. It is computed a chunk of z at a time and recomputed in the
 backward pass (a custom autograd.Function), so no (H, N, L) tensor outlives its chunk.
 """
 
@@ -34,7 +34,7 @@ import torch
 
 from . import reference
 
-CHUNK_ELEMENTS = 2**21  # (M, N, chunk) reciprocals per chunk: 16 MB in complex64
+CHUNK_ELEMENTS = 2**21  # (M, N, chunk) reciprocals per chunk: 16 MB as fp32 (re, im) planes
 _FP64 = (torch.float64, torch.complex128)
 
 CauchySums = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
