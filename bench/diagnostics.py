@@ -122,7 +122,7 @@ def epoch_cost(args: argparse.Namespace, model: SequenceModel, step: float) -> N
     lag = trial.diagnostics.memory_max_lag
     initial = diagnostics.spectra(model)
     scalars = median_seconds(lambda: _epoch_diagnostics(trial, model, initial, None, 1.0), args.repeats)
-    ratio = median_seconds(lambda: diagnostics.grad_over_weight(model), args.repeats)
+    ratio = median_seconds(lambda: diagnostics.grad_over_weight(model), max(args.repeats, 21))  # ~1 ms
     arrays = median_seconds(lambda: diagnostics.layer_arrays(model, lag), args.repeats)
     epoch = args.steps_per_epoch * step
     per_epoch = {
@@ -133,9 +133,13 @@ def epoch_cost(args: argparse.Namespace, model: SequenceModel, step: float) -> N
     total = sum(per_epoch.values())
     print(f"\nan epoch of {args.steps_per_epoch} steps: {epoch:.1f} s; with diagnostics.every = 1 it adds")
     for name, seconds in per_epoch.items():
-        print(f"  {name:<62} {seconds:8.3f} s  {seconds / epoch:7.2%}")
-    print(f"  {'total':<62} {total:8.3f} s  {total / epoch:7.2%} of the epoch")
-    print(f"  (one snapshot of the arrays alone: {arrays / epoch:.2%} of an epoch)")
+        print(f"  {name:<62} {seconds:8.3f} s  {percent(seconds / epoch):>8}")
+    print(f"  {'total':<62} {total:8.3f} s  {percent(total / epoch):>8} of the epoch")
+    print(f"  (one snapshot of the arrays alone: {percent(arrays / epoch)} of an epoch)")
+
+
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.3g}%"
 
 
 def storage(model: SequenceModel, max_lag: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -65,7 +65,7 @@ def get_trial_diagnostics(
         list[DiagnosticSnapshot] | None,
         Query(description="only these snapshots (repeatable); all recorded ones when absent"),
     ] = None,
-) -> TrialDiagnosticsOut:
+) -> dict[str, Any]:
     """Per SSM layer at init, at the best validation epoch and at the end: the eigenvalues λ, dt, the
     discrete Ab, the memory function MF(τ) and the memory capacity MC per channel; and the
     Fourier-noise accuracy table. Recorded when the trial runs with `diagnostics.every` > 0 (the
@@ -83,12 +83,12 @@ def get_trial_diagnostics(
         ]
         for name, layers in stored.snapshots.items()
     }
-    return TrialDiagnosticsOut.model_validate(
-        {
-            "trial_id": trial.id,
-            "source_trial_id": stored.source_trial_id,
-            "attempt": stored.attempt,
-            "snapshots": snapshots,
-            "fourier_noise": stored.fourier_noise,
-        }
-    )
+    # A plain dict, validated once by response_model: a model returned here would be dumped back
+    # to a dict first (0.8 s for the 10 MB of a 6-layer, H = 128 model).
+    return {
+        "trial_id": trial.id,
+        "source_trial_id": stored.source_trial_id,
+        "attempt": stored.attempt,
+        "snapshots": snapshots,
+        "fourier_noise": stored.fourier_noise,
+    }
