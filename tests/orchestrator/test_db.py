@@ -18,6 +18,8 @@ def test_upgrade_creates_every_table_and_seeds_baselines(engine, sessions):
         "baselines",
         "api_tokens",
         "scheduler_lease",
+        "trial_diagnostics",
+        "trial_diagnostic_arrays",
     } <= tables
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Baseline)) == 72  # 0002's 43, then 0005

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from sqlalchemy import func, inspect, select
 
 from orchestrator import store
 from orchestrator.array_codec import decode_array, encode_array, json_lists
-from orchestrator.db import transaction
+from orchestrator.db import alembic_config, transaction, upgrade
 from orchestrator.models import Result, Trial, TrialDiagnosticArray, TrialDiagnostics
 from orchestrator.queries import trial_diagnostics
 from orchestrator.spec import SweepSpec
@@ -138,3 +139,13 @@ def test_an_unknown_snapshot_is_refused():
     bad.diagnostics["arrays"] = {"middle": []}
     with pytest.raises(ValueError, match="middle"):
         store.record_diagnostics(None, 1, 1, bad)
+
+
+def test_0007_goes_down_and_up_again(db_url, engine, sessions):
+    trial_id, attempt = running_trial(sessions)
+    with transaction(sessions) as s:
+        store.finish(s, trial_id, attempt, result_with(seed=4), "completed")
+    command.downgrade(alembic_config(db_url), "-1")
+    assert not {"trial_diagnostics", "trial_diagnostic_arrays"} & set(inspect(engine).get_table_names())
+    upgrade(db_url)
+    assert {"trial_diagnostics", "trial_diagnostic_arrays"} <= set(inspect(engine).get_table_names())
