@@ -174,7 +174,9 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Outermost last: metrics → NUL check → token of a write → body deadline → body limit → gzip → routes.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)  # a leaderboard page is ~100 KB of JSON
+    # A leaderboard page is ~100 KB of JSON, a trial's diagnostics ~10 MB. Level 6 (zlib's default):
+    # Starlette's default 9 took 4.2 s on those 10 MB for 0.7% smaller output than 6's 0.7 s.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(BodyDeadlineMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(WriteAuthMiddleware)

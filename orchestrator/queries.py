@@ -1,13 +1,29 @@
-"""Read-side queries the API and CLI share: sweeps with progress, trials, epoch metrics."""
+"""Read-side queries the API, the CLI and the reports share: sweeps with progress, trials, epoch
+metrics, a trial's diagnostics."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import FINAL_TRIAL_STATES, OPEN_SWEEP_STATES, EpochMetric, Result, Sweep, Trial, TrialState
+from .array_codec import decode_array
+from .models import (
+    DIAGNOSTIC_SNAPSHOTS,
+    FINAL_TRIAL_STATES,
+    OPEN_SWEEP_STATES,
+    EpochMetric,
+    Result,
+    Sweep,
+    Trial,
+    TrialDiagnosticArray,
+    TrialDiagnostics,
+    TrialState,
+)
 from .store import state_counts
 
 
@@ -94,6 +110,54 @@ def epoch_metrics(session: Session, trial_id: int) -> list[dict[str, Any]]:
         .order_by(EpochMetric.attempt, EpochMetric.epoch)
     ).all()
     return [{"attempt": r.attempt, "epoch": r.epoch, **r.metrics} for r in rows]
+
+
+@dataclass
+class StoredDiagnostics:
+    """A trial's end-of-trial diagnostics as stored (`orchestrator.store.record_diagnostics`).
+
+    source_trial_id: the trial that computed them — the trial itself, or for a reused result the
+      trial whose result it reuses.
+    attempt: that trial's attempt that wrote them; None when there are none.
+    snapshots: {"init" | "best" | "end": one dict per SSM layer, in layer order, quantity → float32
+      array}: "eigenvalues" λ and "Ab" with [re, im] in a last axis of 2 (S4D (H, N/2, 2), S5
+      (N/2, 2), S4 (H, N, 2)), "dt", "memory_function" MF (channels, max_lag) with MF[h, k] at lag
+      k = 0 … max_lag − 1, "memory_capacity" MC (channels,) with its closed-form tail. NaN: an
+      unstable channel. Only the snapshots that were recorded (a diverged trial has "init" only).
+    fourier_noise: [{"frequency": f (cycles per step) or None for clean, "accuracy": fraction}, ...]
+      or None (not asked for, or not a classification task).
+    The per-epoch diagnostic scalars are in the epoch metrics (`epoch_metrics`).
+    """
+
+    source_trial_id: int
+    attempt: int | None = None
+    snapshots: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    fourier_noise: list[dict[str, Any]] | None = None
+
+
+def trial_diagnostics(
+    session: Session, trial: Trial, snapshots: Iterable[str] | None = None
+) -> StoredDiagnostics:
+    """The stored diagnostics of `trial` (its reused original's when it reused a result), limited to
+    `snapshots` when given; empty (`attempt` None, no snapshots) when the trial has none."""
+    source = trial.reused_from or trial.id
+    stored = StoredDiagnostics(source_trial_id=source)
+    header = session.get(TrialDiagnostics, source)
+    if header is None:
+        return stored
+    stored.attempt, stored.fourier_noise = header.attempt, header.fourier_noise
+    query = select(TrialDiagnosticArray).where(TrialDiagnosticArray.trial_id == source)
+    if snapshots is not None:
+        query = query.where(TrialDiagnosticArray.snapshot.in_(list(snapshots)))
+    rows = session.scalars(query.order_by(TrialDiagnosticArray.layer)).all()
+    for snapshot in DIAGNOSTIC_SNAPSHOTS:  # in time order, whatever the database returns
+        layers: dict[int, dict[str, np.ndarray]] = {}
+        for row in rows:
+            if row.snapshot == snapshot:
+                layers.setdefault(row.layer, {})[row.quantity] = decode_array(row.shape, row.data)
+        if layers:
+            stored.snapshots[snapshot] = [layers[i] for i in sorted(layers)]
+    return stored
 
 
 def owner_load(session: Session, owner: str) -> tuple[int, int]:
