@@ -14,7 +14,7 @@ from api.client import Client
 from orchestrator import store
 from orchestrator.db import process_sessions, transaction
 from orchestrator.models import TrialDiagnosticArray
-from orchestrator.worker import run_trial
+from orchestrator.worker import TrialJob, run_trial
 from ssm import diagnostics
 from ssm.config import TrialConfig
 from ssm.data import get_task
@@ -47,7 +47,7 @@ def trained(db_url, sessions_for):
         trial_id = client.get(f"/api/v1/sweeps/{created.json()['id']}/trials").json()["items"][0]["id"]
         with transaction(sessions) as s:
             attempt = store.claim(s, trial_id, worker="test")
-        assert run_trial(trial_id, attempt, db_url, heartbeat_seconds=60) == "completed"
+        assert run_trial(TrialJob(trial_id, attempt, db_url, heartbeat_seconds=60)) == "completed"
         yield client, sessions, tokens, trial_id
     process_sessions(db_url).kw["bind"].dispose()  # the worker's engine, kept per process
 
@@ -107,7 +107,7 @@ def test_a_second_writer_changes_nothing(trained, db_url):
     with transaction(sessions) as s:
         rows = s.scalar(select(func.count()).select_from(TrialDiagnosticArray))
     # a duplicated worker of the same attempt: the trial is no longer running, nothing is written
-    assert run_trial(trial_id, 1, db_url, heartbeat_seconds=60) == "lost"
+    assert run_trial(TrialJob(trial_id, 1, db_url, heartbeat_seconds=60)) == "lost"
     # a direct second write with other values: refused, the first set stays
     altered = TrialResult(status="completed", config_hash="x", metric="accuracy")
     altered.diagnostics = {"arrays": {"init": [{"dt": [1.0]}]}, "fourier": []}
