@@ -22,6 +22,7 @@ from ..deps import (
     MAX_ID,
     CallerDep,
     ReadAccess,
+    ServiceSettings,
     SessionDep,
     SettingsDep,
     ViewerDep,
@@ -54,7 +55,17 @@ seeds: [0, 1]
 """
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="the sweep's id")]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
-Limit = Annotated[int, Query(ge=1, description="items per page (at most the service's max page size)")]
+# The schema states the default max_page_size as limit's maximum, so that clients (and fuzzers) know
+# it; a service configured with a smaller one answers 422 `page_too_large` above that.
+MAX_PAGE_SIZE: int = ServiceSettings.model_fields["max_page_size"].default
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description=f"items per page: at most {MAX_PAGE_SIZE}, or the service's smaller max_page_size",
+    ),
+]
 
 # The request body is read by hand (JSON or YAML); this documents it. The SweepSpec schema itself is
 # added to the OpenAPI components by `api.app`.
