@@ -30,7 +30,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -121,19 +120,30 @@ class TaskOptionLimits(BaseModel):
     nonlinear: bool | None = None
 
 
-def _tasks_schema() -> dict[str, Any]:
-    """The OpenAPI schema of `tasks`: names from `ssm.data.TASK_NAMES`, options with their bounds (a
-    task's options may sit beside its name or under `options`)."""
+def _tasks_schema(schema: dict[str, Any]) -> None:
+    """The OpenAPI schema of `tasks` (pydantic's, edited in place): an entry is a task name from
+    `ssm.data.TASK_NAMES`, or a TaskConfig with such a name and options within their bounds (beside
+    the name or under `options`)."""
     names = {"type": "string", "enum": list(TASK_NAMES)}
     options = TaskOptionLimits.model_json_schema()
     options["additionalProperties"] = False
-    entry = {
-        "type": "object",
-        "required": ["name"],
-        "properties": {"name": names, "options": options, **options["properties"]},
-        "additionalProperties": False,
-    }
-    return {"type": "array", "minItems": 1, "maxItems": MAX_TASKS, "items": {"anyOf": [names, entry]}}
+    bounded = {"properties": {"name": names, "options": options, **options["properties"]}}
+    schema["items"] = {"anyOf": [names, {"allOf": [schema["items"], bounded]}]}
+
+
+def _grid_section_schema(config_cls: type[BaseModel]):
+    """The OpenAPI schema of `model` or `optim`: each field of `config_cls`, with its bounds, as one
+    value or a list of values (a grid axis)."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        fields = config_cls.model_json_schema()["properties"]
+        schema["properties"] = {
+            name: {"anyOf": [field, {"type": "array", "items": field, "minItems": 1}]}
+            for name, field in fields.items()
+        }
+        schema["additionalProperties"] = False
+
+    return edit
 
 
 class SearchCell(NamedTuple):
@@ -149,11 +159,9 @@ class SearchCell(NamedTuple):
 
 class SweepSpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    tasks: Annotated[list[TaskConfig], WithJsonSchema(_tasks_schema())] = Field(
-        min_length=1, max_length=MAX_TASKS
-    )
-    model: dict[str, Any] = Field(default_factory=dict)
-    optim: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[TaskConfig] = Field(min_length=1, max_length=MAX_TASKS, json_schema_extra=_tasks_schema)
+    model: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_grid_section_schema(ModelConfig))
+    optim: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_grid_section_schema(OptimConfig))
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(
         default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS
     )
