@@ -437,16 +437,12 @@ def check_json_values(data: Any) -> None:
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise SpecError(f"a key must be text, not {_kind(key)} {key!r}", loc)
+                _check_text(key, loc)
                 stack.append(((*loc, key), item))
         elif isinstance(value, list):
             stack.extend(((*loc, i), item) for i, item in enumerate(value))
         elif isinstance(value, str):
-            if "\x00" in value:
-                raise SpecError("text must not contain a NUL character", loc)
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise SpecError("text must be valid Unicode (a lone surrogate is not)", loc) from None
+            _check_text(value, loc)
         elif isinstance(value, bool) or value is None:
             pass
         elif isinstance(value, int):
@@ -459,6 +455,16 @@ def check_json_values(data: Any) -> None:
             raise SpecError(
                 f"{_kind(value)} is not a JSON value; use a list, a mapping, text or a number", loc
             )
+
+
+def _check_text(text: str, loc: Loc) -> None:
+    """Text the databases store: no NUL (PostgreSQL's text and JSON refuse it), valid Unicode."""
+    if "\x00" in text:
+        raise SpecError("text must not contain a NUL character", loc)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError("text must be valid Unicode (a lone surrogate is not)", loc) from None
 
 
 def _kind(value: Any) -> str:

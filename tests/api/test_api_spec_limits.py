@@ -20,6 +20,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
+from api.errors import error_body, error_response
 from orchestrator.models import Sweep
 from orchestrator.spec import MAX_DEPTH, MAX_NODES, parse_spec, validate_spec
 from ssm.data import TASK_NAMES
@@ -171,6 +172,7 @@ def test_lists_select_neither_the_spec_nor_the_config(service):
         ),
         ('{"name": "a\\u0000b", "tasks": ["delay"]}', JSON, "name"),
         ('{"name": "\\ud800", "tasks": ["delay"]}', JSON, "name"),
+        ('{"name": "x", "tasks": ["delay"], "model": {"\\ud800": "\\udc00"}}', JSON, "model"),
         (f"name: x\ntasks: [delay]\nseeds: [{'9' * 5000}]\n", YAML, None),
     ],
 )
@@ -181,6 +183,12 @@ def test_hostile_values_are_4xx_with_the_field(service, body, headers, field):
         assert error["field"] is not None and error["field"].startswith(field), error
     if "[[[" in body:
         assert f"more than {MAX_DEPTH} levels" in error["message"]
+
+
+def test_an_error_quoting_invalid_unicode_still_encodes():
+    """A 4xx whose message or field quotes a lone surrogate (from a JSON escape) is not a 500."""
+    response = error_response(422, "invalid_spec", "bad value '\ud800'", "model.\udc00")
+    assert json.loads(response.body) == error_body("invalid_spec", "bad value '\\ud800'", "model.\\udc00")
 
 
 def test_a_body_that_is_not_utf8_is_422(service):
