@@ -52,6 +52,7 @@ __all__ = [
     "SpecError",
     "SweepSpec",
     "TaskOptionLimits",
+    "check_json_values",
     "group_key",
     "load_spec",
     "locate",
@@ -173,7 +174,7 @@ class SweepSpec(_Strict):
     )
     max_concurrent: int | None = Field(None, ge=1, le=100_000, description="trials of the sweep at a time")
     budget: Budget = Field(default_factory=Budget)
-    _planned: list[TrialConfig] | None = PrivateAttr(None)  # plan()'s answer, computed once
+    _planned: list[TrialConfig] | None = PrivateAttr(None)  # plan()'s answer, once (a spec is not edited)
 
     @field_validator("tasks")
     @classmethod
@@ -320,7 +321,8 @@ def parse_spec(
     YAML (the other SPEC_MEDIA_TYPES; composed once, so errors carry lines), then `validate_spec`.
 
     Raises SpecError with the key path, the YAML line and a code (`too_many_trials` for a spec of more
-    than `max_trials` trials, else `invalid_spec`); ValueError for a media type not in the list."""
+    than `max_trials` trials, `spec_too_large` for one past MAX_SPEC_BYTES or MAX_NODES, else
+    `invalid_spec`); ValueError for a media type not in the list."""
     if media_type not in SPEC_MEDIA_TYPES:
         raise ValueError(f"a sweep spec is one of {', '.join(SPEC_MEDIA_TYPES)}, not {media_type!r}")
     if len(text) > MAX_SPEC_BYTES:
@@ -483,9 +485,10 @@ def validate_spec(data: Any, max_trials: int | None = None, root: yaml.Node | No
     """Validate a parsed spec (a mapping), as `parse_spec` does after reading it; `root`, the YAML
     node tree, gives errors their line.
 
-    In order: the spec's own rules (`SweepSpec`, its search block's included), the trials-per-sweep
-    limit, then what needs the whole grid: every grid cell with every task is a valid TrialConfig
-    and, for a search, its own study on a sampler this machine has."""
+    In order: every value a JSON value the database stores unchanged (`check_json_values`), the
+    spec's own rules (`SweepSpec`, its search block's included), the trials-per-sweep limit, then
+    what needs the whole grid: every grid cell with every task is a valid TrialConfig and, for a
+    search, its own study on a sampler this machine has; last, the size of the spec as stored."""
     if not isinstance(data, dict):
         raise SpecError(f"a sweep spec is a mapping at the top level, got {type(data).__name__}")
     try:

@@ -334,6 +334,7 @@ def test_a_hostile_corpus_is_4xx_and_the_server_s_memory_stays_bounded(sqlite_ur
                     error_of(response, response.status_code)
                     assert time.monotonic() - start < 10, (body[:80], time.monotonic() - start)
             grown_mb = (rss_kb(serve.process.pid) - before) / 1024
+            print(f"the server's RSS: {before / 1024:.1f} MB before the corpus, grew by {grown_mb:.1f} MB")
             assert grown_mb < 50, f"the server's RSS grew by {grown_mb:.1f} MB"
             assert client.get(SWEEPS).json()["total"] == 1  # nothing hostile was stored
     finally:
