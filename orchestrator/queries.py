@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from .array_codec import decode_array
 from .models import (
@@ -25,6 +25,29 @@ from .models import (
     TrialState,
 )
 from .store import state_counts
+
+# What a list shows of each row. Lists load only these columns: a sweep's spec and a trial's config
+# can be large, and a page of them would be read (and parsed) for nothing.
+SWEEP_LIST_COLUMNS = (Sweep.id, Sweep.name, Sweep.state, Sweep.owner, Sweep.created_at, Sweep.finished_at)
+TRIAL_LIST_COLUMNS = (
+    Trial.id,
+    Trial.sweep_id,
+    Trial.number,
+    Trial.state,
+    Trial.attempt,
+    Trial.task,
+    Trial.layer,
+    Trial.init,
+    Trial.reparam,
+    Trial.train_eigenvalues,
+    Trial.seed,
+    Trial.config_hash,
+    Trial.reused_from,
+    Trial.error,
+    Trial.created_at,
+    Trial.started_at,
+    Trial.finished_at,
+)
 
 
 def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
@@ -48,7 +71,9 @@ def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
 def list_sweeps(
     session: Session, *, state: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[Sweep], int]:
-    query = select(Sweep)
+    """A page of sweeps, newest first, with only SWEEP_LIST_COLUMNS loaded (others load on access),
+    and how many there are in all."""
+    query = select(Sweep).options(load_only(*SWEEP_LIST_COLUMNS))
     count = select(func.count()).select_from(Sweep)
     if state is not None:
         query, count = query.where(Sweep.state == state), count.where(Sweep.state == state)
@@ -59,7 +84,9 @@ def list_sweeps(
 def list_trials(
     session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int = 100
 ) -> tuple[list[Trial], int]:
-    query = select(Trial).where(Trial.sweep_id == sweep_id)
+    """A page of a sweep's trials in planning order, with only TRIAL_LIST_COLUMNS loaded (others load
+    on access), and how many there are in all."""
+    query = select(Trial).options(load_only(*TRIAL_LIST_COLUMNS)).where(Trial.sweep_id == sweep_id)
     count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
     if state is not None:
         query, count = query.where(Trial.state == state), count.where(Trial.state == state)
