@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from typing import Any, NamedTuple
 
 import yaml
@@ -30,6 +31,7 @@ __all__ = [
     "Resources",
     "SearchSpec",
     "SpecError",
+    "SpecLoader",
     "SweepSpec",
     "group_key",
     "load_spec",
@@ -41,6 +43,18 @@ __all__ = [
 
 SPEC_MEDIA_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 GRID_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelConfig, "optim": OptimConfig}
+
+
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` and `2E5` as floats as YAML 1.2 does (YAML 1.1 wants a
+    dot and a signed exponent: `1.0e-3`). Every YAML the CLI and the API read goes through it."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
 
 
 class _Strict(BaseModel):
@@ -222,7 +236,7 @@ def parse_spec(
             raise SpecError(f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
         return validate_spec(data, max_trials=max_trials)
     try:  # yaml.safe_load, keeping the node tree it composes for the errors' lines
-        loader = yaml.SafeLoader(text)
+        loader = SpecLoader(text)
         try:
             root = loader.get_single_node()
             data = None if root is None else loader.construct_document(root)
