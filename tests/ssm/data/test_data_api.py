@@ -80,7 +80,7 @@ def test_missing_data_names_the_path_and_the_command(monkeypatch: pytest.MonkeyP
     expected = tmp_path / "listops-1000" / "basic_train.tsv"
     assert error.value.path == expected
     assert str(expected) in str(error.value)
-    assert f"ssmbench data generate listops --out {tmp_path}" in str(error.value)
+    assert f"ssmbench data generate listops --data-dir {tmp_path}" in str(error.value)
     assert isinstance(error.value, FileNotFoundError)
     assert issubclass(DataFormatError, ValueError)
 
