@@ -110,3 +110,19 @@ def owner_load(session: Session, owner: str) -> tuple[int, int]:
         .where(Sweep.owner == owner, Trial.state == TrialState.PENDING)
     )
     return int(open_sweeps or 0), int(pending_trials or 0)
+
+
+def completed_config_hashes(session: Session, hashes: set[str]) -> set[str]:
+    """Those of `hashes` that a completed trial has (its result would be reused by a new sweep,
+    `store.create_sweep`); for a dry run's plan."""
+    if not hashes:
+        return set()
+    found = session.scalars(
+        select(Trial.config_hash)
+        .join(Result, Result.trial_id == Trial.id)
+        .where(
+            Trial.config_hash.in_(hashes), Trial.state == TrialState.COMPLETED, Trial.reused_from.is_(None)
+        )
+        .distinct()
+    )
+    return set(found)

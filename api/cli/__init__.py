@@ -112,7 +112,9 @@ def main(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Say more: Ray's and Optuna's own log lines too."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Say less: no progress, only results and errors."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Say less: no progress, only results and errors."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
