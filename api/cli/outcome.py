@@ -26,9 +26,13 @@ class FailureGroup(NamedTuple):
 
 
 def failure_reason(error: str | None) -> str:
-    """A failed trial's reason: the last line of its stored traceback (`DataNotFoundError: …`)."""
+    """A failed trial's reason: the last line of its stored traceback, the exception's class without
+    its module (`DataNotFoundError: …`)."""
     lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no error recorded"
+    if not lines:
+        return "no error recorded"
+    # `ssm.data.base.DataNotFoundError: …` → `DataNotFoundError: …` (a traceback names the module)
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )", "", lines[-1])
 
 
 def known_fix(reason: str) -> str | None:

@@ -76,8 +76,19 @@ def data_problems(spec: SweepSpec, data_dir: Path | None) -> list[str]:
     return problems
 
 
+def this_machine() -> list[dict[str, Any]]:
+    """The one node a local Ray would have: this machine's CPUs and the GPUs torch sees (so that the
+    check needs no Ray started)."""
+    import os
+
+    import torch
+
+    return [{"cpus": float(os.cpu_count() or 1), "gpus": float(torch.cuda.device_count())}]
+
+
 def resource_problems(spec: SweepSpec, nodes: list[dict[str, Any]] | None = None) -> list[str]:
-    """The cluster check (`orchestrator.cluster.check_resources`) as a list of problems."""
+    """The cluster check (`orchestrator.cluster.check_resources`) as a list of problems; `nodes`
+    default to the connected Ray's."""
     from orchestrator.cluster import check_resources
     from orchestrator.spec import SpecError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from .planning import (
     refuse,
     resource_problems,
     reusable_results,
+    this_machine,
 )
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -76,8 +78,11 @@ def run_command(
     from .common import quiet_libraries
 
     try:
-        _connect_ray()
-        problems += resource_problems(spec)
+        if os.environ.get("RAY_ADDRESS"):  # the cluster's nodes; else this machine's, before Ray starts
+            _connect_ray()
+            problems += resource_problems(spec)
+        else:
+            problems += resource_problems(spec, this_machine())
         if dry_run:
             print_plan(spec, reused=reusable_results(url, spec), problems=problems)
             raise typer.Exit(2 if problems else 0)
@@ -90,6 +95,7 @@ def run_command(
 
         from .serve import fake_trainer
 
+        _connect_ray()
         quiet_libraries()
         upgrade(url)
         sessions = session_factory(make_engine(url))
@@ -157,8 +163,6 @@ def where_results_are(url: str, sweep_id: int, *, explicit_db: bool) -> None:
 
 def _connect_ray() -> None:
     """`connect_ray()`, failing in one line (RAY_ADDRESS unreachable, Ray unable to start)."""
-    import os
-
     from orchestrator.cluster import connect_ray
 
     try:
@@ -194,7 +198,10 @@ def db_upgrade(
         str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
     ] = None,
 ) -> None:
-    """Create or migrate the database to the current schema."""
+    """Create or migrate the database to the current schema.
+
+    Example: ssmbench db upgrade --db postgresql://ssm@localhost/ssmbench
+    """
     from orchestrator.db import head_revision, upgrade
     from orchestrator.settings import masked_url
 

@@ -49,6 +49,8 @@ def serve_command(
     the scheduler lease lets one schedule at a time. Connection limits (SSMBENCH_MAX_CONNECTIONS,
     SSMBENCH_HEADER_TIMEOUT_SECONDS, SSMBENCH_BODY_TIMEOUT_SECONDS, SSMBENCH_KEEP_ALIVE_SECONDS,
     SSMBENCH_MAX_HEADER_BYTES) are settings; deploy/README.md says what a reverse proxy adds.
+
+    Example: ssmbench db upgrade --db postgresql://u@db/ssm && ssmbench serve --db postgresql://u@db/ssm
     """
     import uvicorn
     from pydantic import ValidationError

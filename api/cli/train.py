@@ -34,7 +34,10 @@ def train_command(
         Path | None, typer.Option("--data-dir", help="Data directory (default $SSMBENCH_DATA_DIR).")
     ] = None,
 ) -> None:
-    """Train one trial and print its result table (or its TrialResult with --json)."""
+    """Train one trial and print its result table (or its TrialResult with --json); no database.
+
+    Example: ssmbench train examples/train-delay.yaml --set optim.lr=1e-3 --set optim.epochs=2
+    """
     from ssm.config import TrialConfig  # torch: imported when a trial runs, not for --help
     from ssm.train import CHECKPOINT_NAME
 
