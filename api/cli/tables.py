@@ -187,7 +187,11 @@ def trials_table(trials: Iterable, title: str) -> Table:
             if trial.started_at and trial.finished_at
             else "—"
         )
-        note = f"reuses trial {trial.reused_from}" if trial.reused_from else (trial.error or "").strip()
+        note = f"reuses trial {trial.reused_from}" if trial.reused_from else ""
+        if trial.error and not note:
+            from .outcome import failure_reason  # the exception's last line, without its module
+
+            note = failure_reason(trial.error)
         eigenvalues = "trained" if trial.train_eigenvalues else "frozen"
         table.add_row(
             str(trial.id),
