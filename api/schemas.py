@@ -158,6 +158,14 @@ _TRIAL = {
 }
 
 
+class TrialResultOut(BaseModel):
+    status: str
+    metric: str = Field(description="`accuracy` or `r2`")
+    best_epoch: int | None
+    val_metric: float | None
+    test_metric: float | None = Field(description="the test metric at the best validation epoch")
+
+
 class TrialSummary(BaseModel):
     model_config = _examples(_TRIAL)
 
@@ -178,6 +186,7 @@ class TrialSummary(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    result: TrialResultOut | None = Field(None, description="the result, once the trial finished")
 
 
 class TrialPage(BaseModel):
@@ -185,14 +194,6 @@ class TrialPage(BaseModel):
     total: int
     offset: int
     limit: int
-
-
-class TrialResultOut(BaseModel):
-    status: str
-    metric: str = Field(description="`accuracy` or `r2`")
-    best_epoch: int | None
-    val_metric: float | None
-    test_metric: float | None = Field(description="the test metric at the best validation epoch")
 
 
 class TrialDetail(TrialSummary):

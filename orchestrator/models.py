@@ -138,6 +138,7 @@ class Trial(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials")
+    result: Mapped[Result | None] = relationship(viewonly=True, doc="the completed result, if any")
 
 
 class EpochMetric(Base):

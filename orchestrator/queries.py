@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from .array_codec import decode_array
 from .models import (
@@ -82,11 +82,15 @@ def list_sweeps(
 
 
 def list_trials(
-    session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int = 100
+    session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int | None = 100
 ) -> tuple[list[Trial], int]:
-    """A page of a sweep's trials in planning order, with only TRIAL_LIST_COLUMNS loaded (others load
-    on access), and how many there are in all."""
-    query = select(Trial).options(load_only(*TRIAL_LIST_COLUMNS)).where(Trial.sweep_id == sweep_id)
+    """A page of a sweep's trials in planning order (`limit` None: all), with only TRIAL_LIST_COLUMNS
+    loaded (others load on access) and each trial's `result`, and how many match."""
+    query = (
+        select(Trial)
+        .options(load_only(*TRIAL_LIST_COLUMNS), selectinload(Trial.result))
+        .where(Trial.sweep_id == sweep_id)
+    )
     count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
     if state is not None:
         query, count = query.where(Trial.state == state), count.where(Trial.state == state)
@@ -199,3 +203,19 @@ def owner_load(session: Session, owner: str) -> tuple[int, int]:
         .where(Sweep.owner == owner, Trial.state == TrialState.PENDING)
     )
     return int(open_sweeps or 0), int(pending_trials or 0)
+
+
+def completed_config_hashes(session: Session, hashes: set[str]) -> set[str]:
+    """Those of `hashes` that a completed trial has (its result would be reused by a new sweep,
+    `store.create_sweep`); for a dry run's plan."""
+    if not hashes:
+        return set()
+    found = session.scalars(
+        select(Trial.config_hash)
+        .join(Result, Result.trial_id == Trial.id)
+        .where(
+            Trial.config_hash.in_(hashes), Trial.state == TrialState.COMPLETED, Trial.reused_from.is_(None)
+        )
+        .distinct()
+    )
+    return set(found)

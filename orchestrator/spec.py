@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from typing import Annotated, Any, NamedTuple
 
 import yaml
@@ -50,6 +51,7 @@ __all__ = [
     "Resources",
     "SearchSpec",
     "SpecError",
+    "SpecLoader",
     "SweepSpec",
     "TaskOptionLimits",
     "check_json_values",
@@ -74,6 +76,18 @@ MAX_INT = 2**63 - 1  # the database's integers; larger ones are refused wherever
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 MAX_TASKS = 64
 MAX_SEEDS = 1_000
+
+
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` and `2E5` as floats as YAML 1.2 does (YAML 1.1 wants a
+    dot and a signed exponent: `1.0e-3`). Every YAML the CLI and the API read goes through it."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
 
 
 class _Strict(BaseModel):
@@ -361,7 +375,7 @@ def parse_spec(
     return validate_spec(data, max_trials=max_trials, root=root)
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _BoundedLoader(SpecLoader):
     """yaml.SafeLoader that counts what it composes as if every alias were expanded, and stops at
     MAX_NODES values, MAX_DEPTH levels or MAX_SPEC_BYTES of scalar text (SpecError with the line),
     before the document is constructed: a few hundred bytes of nested aliases cannot become
