@@ -174,7 +174,7 @@ def page_link(request: Request, **changes: Any) -> str:
 
 def pages(total: int, per_page: int, page: int) -> dict[str, int]:
     last = max(1, math.ceil(total / per_page))
-    return {"page": min(page, last), "last": last, "total": total, "per_page": per_page}
+    return {"page": page, "last": last, "total": total, "per_page": per_page}
 
 
 def bar(counts: dict[str, int]) -> list[dict[str, Any]]:
