@@ -121,7 +121,9 @@ def configuration(row: Any) -> str:
 
 
 def format_number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, float):
         return "—" if not math.isfinite(value) else f"{value:.4g}"
@@ -331,10 +333,65 @@ def trial_page(request: Request, session: SessionDep, trial_id: TrialId) -> HTML
         epochs=epochs,
         epoch_columns=_epoch_columns(epochs),
         fourier=diagnostics.get("fourier") or [],
-        other_diagnostics={k: v for k, v in diagnostics.items() if k != "fourier"},
+        arrays=array_summary(diagnostics.get("arrays")),
+        other_diagnostics={
+            key: _shortened(json.dumps(value))
+            for key, value in diagnostics.items()
+            if key not in ("fourier", "arrays")
+        },
         payload=payload,
         optuna_dashboard_url=settings.optuna_dashboard_url if trial.optuna_trial is not None else None,
     )
+
+
+def _complex_pairs(value: Any) -> list[tuple[float, float]]:
+    """The [re, im] pairs of a nested list (`ssm.diagnostics.layer_arrays` stores complex numbers so)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return [(float(value[0]), float(value[1]))]
+    if isinstance(value, list):
+        return [pair for item in value for pair in _complex_pairs(item)]
+    return []
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)] if math.isfinite(value) else []
+    if isinstance(value, list):
+        return [number for item in value for number in _numbers(item)]
+    return []
+
+
+def array_summary(arrays: Any) -> list[dict[str, Any]]:
+    """One row per stage (init, best, end) and SSM layer of `TrialResult.diagnostics["arrays"]`: how
+    many eigenvalues, the largest Re λ, the largest |λ̄| of the discrete system, the mean memory
+    capacity over channels. The arrays themselves are the figures' (MF(τ), the complex plane)."""
+    if not isinstance(arrays, dict):
+        return []
+    rows = []
+    for stage in ("init", "best", "end"):
+        for index, layer in enumerate(arrays.get(stage) or []):
+            if not isinstance(layer, dict):
+                continue
+            eigenvalues = _complex_pairs(layer.get("eigenvalues"))
+            discrete = _complex_pairs(layer.get("Ab"))
+            capacity = _numbers(layer.get("memory_capacity"))
+            rows.append(
+                {
+                    "stage": stage,
+                    "layer": index,
+                    "n_eigenvalues": len(eigenvalues),
+                    "max_real": max((re for re, _ in eigenvalues), default=None),
+                    "max_modulus": max((math.hypot(re, im) for re, im in discrete), default=None),
+                    "memory_capacity": sum(capacity) / len(capacity) if capacity else None,
+                }
+            )
+    return rows
+
+
+def _shortened(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 # The epoch table's columns, in this order when present; diagnostics follow as they come.

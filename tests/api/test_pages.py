@@ -21,6 +21,8 @@ from orchestrator import store
 from orchestrator.db import transaction
 from orchestrator.models import Trial
 from orchestrator.spec import load_spec
+from ssm.config import TrialConfig
+from ssm.train import TrialResult
 
 YAML = {"Content-Type": "application/yaml"}
 XSS = "<script>alert(1)</script>"
@@ -181,6 +183,46 @@ def test_owner_sees_the_whole_traceback_others_its_last_line(db_url, sessions_fo
         client.cookies.set(TOKEN_COOKIE, tokens["alice"])
         owner_view = page(client, f"/trials/{failed}")
         assert "/srv/ssmbench/ssm/train.py" in owner_view and "alice" in text_of(owner_view)
+
+
+def test_trial_page_shows_the_fourier_table_and_a_summary_of_the_diagnostic_arrays(service):
+    client, sessions, tokens = service
+    sweep_id = submit(client, tokens["alice"])
+    layer_init = {
+        "eigenvalues": [[[-0.5, 1.0], [-0.1, 2.0]], [[-0.3, 0.0], [-0.2, 4.0]]],  # (H=2, N/2=2, re/im)
+        "Ab": [[[0.6, 0.8], [0.3, 0.4]], [[0.0, 0.9], [0.1, 0.1]]],  # |λ̄| = 1.0, 0.5, 0.9, 0.141…
+        "dt": [0.01, 0.1],
+        "memory_function": [[1.0, 0.5], [1.0, 0.25]],
+        "memory_capacity": [2.0, 3.0, None],  # None: an unstable channel, left out of the mean
+    }
+    layer_end = {**layer_init, "eigenvalues": [[[-0.7, 1.0]]], "memory_capacity": [1.0]}
+    diagnostics = {
+        "fourier": [{"frequency": None, "accuracy": 0.9}, {"frequency": 0.25, "accuracy": 0.455}],
+        "arrays": {"init": [layer_init], "end": [layer_end]},
+        "extra": list(range(1000)),
+    }
+    with transaction(sessions) as s:
+        trial = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id)).first()
+        attempt = store.claim(s, trial.id)
+        config = TrialConfig.model_validate(trial.config)
+        result = TrialResult(
+            status="completed",
+            config_hash=config.hash(),
+            metric="accuracy",
+            best_epoch=0,
+            val_metric=0.9,
+            test_metric=0.9,
+            diagnostics=diagnostics,
+        )
+        store.finish(s, trial.id, attempt, result, "completed")
+        trial_id = trial.id
+    html = page(client, f"/trials/{trial_id}")
+    assert rows_of(html, "fourier") == ["clean 90.0%", "0.25 45.5%"]
+    assert rows_of(html, "arrays") == [
+        "init 0 4 -0.1 1 2.5",  # 4 eigenvalues, max Re λ, max |λ̄| = |0.6+0.8i|, mean MC of 2 and 3
+        "end 0 1 -0.7 1 1",
+    ]
+    assert "… (4890 characters)" in html  # a long unknown diagnostic is shortened, not dumped
 
 
 # --- pagination and sorting --------------------------------------------------------------------------
