@@ -15,11 +15,12 @@ import yaml
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.leaderboard import LRA_TASKS, leaderboard
-from orchestrator.models import FINAL_TRIAL_STATES, TRIAL_STATES, LeaderboardCell, Sweep, Trial
+from orchestrator.leaderboard import LRA_TASKS, Leaderboard, leaderboard
+from orchestrator.models import FINAL_TRIAL_STATES, TRIAL_STATES, LeaderboardCell, Result, Sweep, Trial
 from orchestrator.queries import (
     TRIAL_SORT_KEYS,
     best_trials,
@@ -199,6 +200,16 @@ def counts_text(counts: dict[str, int]) -> str:
 ENVIRONMENT.globals.update(bar=bar, counts_text=counts_text)
 
 
+def cached_board(request: Request, session: Session, **arguments: Any) -> Leaderboard:
+    """`leaderboard(session, **arguments)` through the service's board cache (the JSON route's,
+    `api.routes.leaderboard.BoardCache`): recomputed only when a result was added since, or after
+    `SSMBENCH_LEADERBOARD_CACHE_SECONDS`. A board is a frozen model, safe to share between requests."""
+    stamp = session.scalar(select(func.max(Result.id)))
+    key = ("page", *sorted(arguments.items()))
+    cache = request.app.state.leaderboard_cache
+    return cache.get(key, stamp, lambda: leaderboard(session, **arguments))
+
+
 # --- sweeps -------------------------------------------------------------------------------------------
 
 
@@ -250,8 +261,12 @@ def sweep_page(
         limit=TRIALS_PER_PAGE,
     )
     failures, n_failed = trials_page(session, sweep_id, state="failed", limit=FAILURES_SHOWN)
-    board = leaderboard(
-        session, sweep_id=sweep_id, offset=(board_page - 1) * BOARD_ROWS_PER_PAGE, limit=BOARD_ROWS_PER_PAGE
+    board = cached_board(
+        request,
+        session,
+        sweep_id=sweep_id,
+        offset=(board_page - 1) * BOARD_ROWS_PER_PAGE,
+        limit=BOARD_ROWS_PER_PAGE,
     )
     # a failed trial's whole traceback for the sweep's owner and admins only, as in the API
     errors = {row.id: visible_error(row.error, sweep.owner, viewer) for row in (*trials, *failures)}
@@ -429,8 +444,8 @@ def leaderboard_page(
         "reparam": reparam or None,
         "train_eigenvalues": {"trained": True, "frozen": False}.get(mode or ""),
     }
-    board = leaderboard(
-        session, **filters, offset=(page - 1) * BOARD_ROWS_PER_PAGE, limit=BOARD_ROWS_PER_PAGE
+    board = cached_board(
+        request, session, **filters, offset=(page - 1) * BOARD_ROWS_PER_PAGE, limit=BOARD_ROWS_PER_PAGE
     )
     stored_tasks = session.scalars(select(LeaderboardCell.task).distinct()).all()
     tasks = list(LRA_TASKS) + sorted(set(stored_tasks) - set(LRA_TASKS))

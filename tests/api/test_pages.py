@@ -5,12 +5,17 @@ tests/api/test_pages_browser.py."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
 from contextlib import contextmanager
 from html import unescape
 
+import httpx
 import pytest
-from conftest import GRID_YAML, bearer, finish_trials, make_tokens, service_settings
+from conftest import CLI, GRID_YAML, bearer, finish_trials, free_port, make_tokens, run_cli, service_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 
@@ -19,7 +24,8 @@ from api.pages.auth import TOKEN_COOKIE, safe_next
 from api.pages.routes import error_line, format_metric, format_seconds
 from orchestrator import store
 from orchestrator.db import transaction
-from orchestrator.models import Trial
+from orchestrator.models import Result, Trial
+from orchestrator.queries import best_trials
 from orchestrator.spec import load_spec
 from ssm.config import TrialConfig
 from ssm.train import TrialResult
@@ -142,6 +148,25 @@ def test_sweeps_sweep_trial_leaderboard_and_studies_pages(service):
     progress = client.get(f"/sweeps/{sweep_id}/progress.json").json()
     assert progress["trials_by_state"] == {"pending": 2, "completed": 5, "failed": 1}
     assert progress["done"] == 6 and progress["progress"] == 0.75 and progress["final"] is False
+
+
+def test_best_trial_of_each_sweep_is_the_highest_metric_lowest_id(service):
+    client, sessions, tokens = service
+    first, second, empty = (
+        submit(client, tokens["alice"], GRID_YAML.replace("d_model: 8", f"d_model: {d}")) for d in (8, 16, 32)
+    )
+    finish_trials(sessions, first)  # delay and listops tie at 66% (lin, seed 1): the delay trial is first
+    finish_trials(sessions, second, 3)
+    with sessions() as s:
+        best = best_trials(s, [first, second, empty])
+        results = s.execute(
+            select(Trial.sweep_id, Trial.id, Result.test_metric).join(Result, Result.trial_id == Trial.id)
+        ).all()
+    expected = {}
+    for sweep_id, trial_id, metric in sorted(results, key=lambda r: (r[0], -r[2], r[1])):
+        expected.setdefault(sweep_id, (trial_id, metric))
+    assert {k: (v.trial_id, v.test_metric) for k, v in best.items()} == expected
+    assert set(best) == {first, second} and best[first].task == "delay" and best[first].init == "lin"
 
 
 def test_missing_things_are_html_404s(service):
@@ -367,3 +392,39 @@ def test_formats():
     assert format_seconds(7322) == "2 h 02 min" and format_seconds(None) == "—"
     assert error_line(TRACEBACK) == "RuntimeError: boom <b>not bold</b>"
     assert error_line("ValueError: bad\nmore detail") == "ValueError: bad" and error_line(None) == ""
+
+
+# --- ssmbench ui ------------------------------------------------------------------------------------
+
+
+def test_ssmbench_ui_serves_the_pages_of_a_local_database(sqlite_url, sessions_for, tmp_path):
+    spec = load_spec("name: local-run\ntasks: [delay]\nmodel: {d_model: 8}\n")
+    with transaction(sessions_for(sqlite_url)) as s:
+        store.create_sweep(s, spec)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSMBENCH_")}
+    command = [*CLI, "ui", "--db", sqlite_url, "--port", str(port), "--no-open"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while answer is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answer is not None, (
+            process.communicate(timeout=5)[0] if process.poll() is not None else "no answer"
+        )
+        assert answer.status_code == 200 and "local-run" in answer.text
+        health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health").json()
+        assert health["scheduler"]["state"] == "disabled"  # it looks, it runs nothing
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert f"at http://127.0.0.1:{port}/" in output
+
+
+def test_ssmbench_ui_refuses_an_unmigrated_database(tmp_path):
+    made = run_cli("ui", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--no-open", "--port", "0")
+    assert made.returncode == 2
+    assert "ssmbench db upgrade" in made.stderr and len(made.stderr.strip().splitlines()) == 1
