@@ -261,9 +261,12 @@ def sweep_page(
         limit=TRIALS_PER_PAGE,
     )
     failures, n_failed = trials_page(session, sweep_id, state="failed", limit=FAILURES_SHOWN)
+    # No result yet: no board (the query would show every LRA task's baselines, as for a new database).
+    has_results = bool(summary["trials_by_state"].get("completed"))
     board = cached_board(
         request,
         session,
+        include_baselines=has_results,
         sweep_id=sweep_id,
         offset=(board_page - 1) * BOARD_ROWS_PER_PAGE,
         limit=BOARD_ROWS_PER_PAGE,

@@ -15,11 +15,13 @@ from html import unescape
 
 import httpx
 import pytest
-from conftest import CLI, GRID_YAML, bearer, finish_trials, free_port, make_tokens, run_cli, service_settings
+from conftest import CLI, GRID_YAML, bearer, finish_trials, free_port, make_tokens, service_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
+from typer.testing import CliRunner
 
 from api.app import create_app
+from api.cli import app as cli_app
 from api.pages.auth import TOKEN_COOKIE, safe_next
 from api.pages.routes import error_line, format_metric, format_seconds
 from orchestrator import store
@@ -425,6 +427,6 @@ def test_ssmbench_ui_serves_the_pages_of_a_local_database(sqlite_url, sessions_f
 
 
 def test_ssmbench_ui_refuses_an_unmigrated_database(tmp_path):
-    made = run_cli("ui", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--no-open", "--port", "0")
-    assert made.returncode == 2
+    made = CliRunner().invoke(cli_app, ["ui", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--no-open"])
+    assert made.exit_code == 2
     assert "ssmbench db upgrade" in made.stderr and len(made.stderr.strip().splitlines()) == 1

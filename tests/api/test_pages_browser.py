@@ -179,6 +179,9 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
         live.open(f"{server.url}/sweeps/{sweep_id}", "sweep-pending")
         counts = live.page.locator("#progress-counts")
         assert counts.inner_text() == "24 pending"
+        assert table_rows(live.page, "table.board")[0].startswith(
+            "No completed trials yet"
+        )  # no baselines alone
         live.page.evaluate("window.notReloaded = true")
         worker = Worker(sqlite_url, sweep_id, pause=0.1)
         worker.start()
