@@ -2,6 +2,7 @@
 
     python bench/pages.py                     # SQLite in a temporary directory
     python bench/pages.py --trials 2000       # a smaller sweep, a smoke run
+    python bench/pages.py --skip-sqlite --pg-url URL   # PostgreSQL only
     python bench/pages.py --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test   # also PostgreSQL
 
 The database is new and migrated; one sweep is planned and stored the way the service stores one
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument(
         "--pg-url", default=None, help="also time on this PostgreSQL database (a schema of its own)"
     )
+    parser.add_argument("--skip-sqlite", action="store_true", help="only PostgreSQL (with --pg-url)")
     args = parser.parse_args()
 
     print(
@@ -216,7 +218,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'pages.db'}"
         upgrade(sqlite_url)
-        backends.append(("sqlite", sqlite_url, None))
+        if not args.skip_sqlite:
+            backends.append(("sqlite", sqlite_url, None))
         if args.pg_url:
             schema = f"bench_pages_{uuid.uuid4().hex[:8]}"
             admin = make_engine(args.pg_url)
