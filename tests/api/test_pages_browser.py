@@ -28,6 +28,7 @@ from api_fakes import quick
 from conftest import ThreadedServer, bearer, make_tokens, service_settings
 from sqlalchemy import select
 
+from api.pages.routes import figure_module
 from orchestrator import store
 from orchestrator.db import make_engine, session_factory, transaction
 from orchestrator.models import Trial
@@ -136,6 +137,9 @@ class PageWatch:
         assert page.locator("h1").count() == 1, name
         assert page.locator("table:not(:has(thead th))").count() == 0, f"{name}: a table without headers"
         assert page.locator("img:not([alt])").count() == 0, f"{name}: an image without alt text"
+        page.wait_for_load_state("load")
+        broken = page.evaluate("[...document.images].filter(i => !i.naturalWidth).map(i => i.src)")
+        assert broken == [], f"{name}: images that did not load: {broken}"
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} at {self.width} px scrolls sideways by {overflow} px"
 
@@ -238,6 +242,8 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
             assert page.locator("#test-metric").inner_text().endswith("%")
             assert len(table_rows(page, "table.epochs")) == 2
             assert '"layer": "s4d"' in page.locator("pre.config").inner_text()
+            if figure_module() is not None:  # the shared figure module's SVG, loaded as an image
+                assert page.locator("section.figures img").count() == 1
             watch.open(f"{server.url}/trials/{failed}", "trial-failed")
             assert page.locator("pre.error").inner_text() == "RuntimeError: boom <b>in the trainer</b>"
 
