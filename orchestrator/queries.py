@@ -146,37 +146,21 @@ class BestTrial(NamedTuple):
 
 
 def best_trials(session: Session, sweep_ids: Sequence[int]) -> dict[int, BestTrial]:
-    """Each sweep's best completed trial so far, by test metric (ties: the lowest trial id), in one
+    """Each sweep's best completed trial so far, by test metric (ties: the lower trial id), in one
     statement; sweeps with no completed result are absent."""
     if not sweep_ids:
         return {}
-    counted = (
-        Trial.sweep_id.in_(sweep_ids),
-        Trial.state == "completed",
-        Result.status == "completed",
-        Result.test_metric.is_not(None),
+    # A window over the sweeps' results. Joining back on max(test_metric) per sweep instead is faster on
+    # SQLite but PostgreSQL plans that float-equality join as nested loops: minutes at 10⁴ results.
+    position = (
+        func.row_number()
+        .over(partition_by=Trial.sweep_id, order_by=(Result.test_metric.desc(), Trial.id))
+        .label("position")
     )
-    # The best metric per sweep, then the first trial that has it: two GROUP BYs, about three times
-    # faster than ranking every result with a window function (bench/pages.py, sweeps list).
-    best = (
-        select(Trial.sweep_id, func.max(Result.test_metric).label("test_metric"))
-        .join(Result, Result.trial_id == Trial.id)
-        .where(*counted)
-        .group_by(Trial.sweep_id)
-        .subquery()
-    )
-    winners = (
-        select(func.min(Trial.id).label("trial_id"))
-        .join(Result, Result.trial_id == Trial.id)
-        .join(best, (best.c.sweep_id == Trial.sweep_id) & (best.c.test_metric == Result.test_metric))
-        .where(*counted)
-        .group_by(Trial.sweep_id)
-        .subquery()
-    )
-    rows = session.execute(
+    ranked = (
         select(
             Trial.sweep_id,
-            Trial.id,
+            Trial.id.label("trial_id"),
             Trial.number,
             Trial.task,
             Trial.layer,
@@ -185,10 +169,19 @@ def best_trials(session: Session, sweep_ids: Sequence[int]) -> dict[int, BestTri
             Trial.train_eigenvalues,
             Result.metric,
             Result.test_metric,
+            position,
         )
         .join(Result, Result.trial_id == Trial.id)
-        .join(winners, winners.c.trial_id == Trial.id)
+        .where(
+            Trial.sweep_id.in_(sweep_ids),
+            Trial.state == "completed",
+            Result.status == "completed",
+            Result.test_metric.is_not(None),
+        )
+        .subquery()
     )
+    fields = [ranked.c[name] for name in BestTrial._fields]
+    rows = session.execute(select(*fields).where(ranked.c.position == 1))
     return {row.sweep_id: BestTrial(*row) for row in rows}
 
 
