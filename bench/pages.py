@@ -239,7 +239,7 @@ def main() -> None:
                 rows = time_pages(url, sweep_id, trial_id, args.repeats)
                 for name, median, fastest, size in rows:
                     print(f"| {name:22} | {median:9.1f} | {fastest:10.1f} | {size:8,d} |")
-                worst = max(median for name, median, _, _ in rows if name.startswith("sweep"))
+                worst = max(median for name, median, _, _ in rows if name.startswith("sweep "))
                 verdict = "yes" if worst < 300 else "NO"
                 print(f"every sweep page under 300 ms (median): {verdict} (slowest {worst:.1f} ms)")
         finally:
