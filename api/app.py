@@ -33,6 +33,7 @@ from .deps import API_PREFIX, ServiceSettings
 from .errors import error_response, install_error_handlers
 from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddleware
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
+from .pages import install_pages
 from .routes import ROUTERS
 from .routes.leaderboard import BoardCache
 
@@ -161,6 +162,7 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_pages(app)  # the read-only web pages at /, and their /static files
 
     @app.get(
         "/metrics",

@@ -144,6 +144,7 @@ def _register() -> None:
     from .serve import serve_command
     from .token import token_app
     from .train import train_command
+    from .ui import ui_command
 
     app.command("train")(train_command)
     app.command("run")(run_command)
@@ -154,6 +155,7 @@ def _register() -> None:
     app.command("trials")(trials_command)
     app.command("leaderboard")(leaderboard_command)
     app.command("report")(report_command)
+    app.command("ui")(ui_command)
     app.add_typer(token_app, name="token")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")
