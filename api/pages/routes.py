@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.leaderboard import LRA_TASKS, Leaderboard, leaderboard
-from orchestrator.models import FINAL_TRIAL_STATES, TRIAL_STATES, LeaderboardCell, Result, Sweep, Trial
+from orchestrator.models import FINAL_TRIAL_STATES, LeaderboardCell, Result, Sweep, Trial, TrialState
 from orchestrator.queries import (
     TRIAL_SORT_KEYS,
     best_trials,
@@ -30,6 +30,7 @@ from orchestrator.queries import (
     state_counts_by_sweep,
     sweep_summary,
     trial_detail,
+    trial_diagnostics,
     trials_page,
 )
 from orchestrator.tokens import token_caller
@@ -148,6 +149,8 @@ ENVIRONMENT.filters.update(
     configuration=configuration,
     number=format_number,
 )
+# the states in their life order, as the column holds them
+TRIAL_STATES = tuple(state.value for state in TrialState)
 ENVIRONMENT.globals.update(trial_states=TRIAL_STATES)
 
 
@@ -338,7 +341,16 @@ def trial_page(request: Request, session: SessionDep, trial_id: TrialId) -> HTML
     detail["error"] = visible_error(trial.error, sweep.owner, viewer)
     epochs = epoch_metrics(session, trial_id)
     payload = result_payload(session, trial_id) or {}
-    diagnostics = payload.get("diagnostics") or {}
+    diagnostics = payload.get("diagnostics") or {}  # results stored before migration 0007 keep them here
+    stored = trial_diagnostics(session, trial)
+    if stored.snapshots:
+        arrays = {
+            stage: [{quantity: values.tolist() for quantity, values in layer.items()} for layer in layers]
+            for stage, layers in stored.snapshots.items()
+        }
+        diagnostics = {**diagnostics, "arrays": arrays}
+    if stored.fourier_noise:
+        diagnostics = {**diagnostics, "fourier": stored.fourier_noise}
     settings = request.app.state.settings
     return render(
         request,

@@ -32,7 +32,7 @@ from api.pages.routes import figure_module
 from orchestrator import store
 from orchestrator.db import make_engine, session_factory, transaction
 from orchestrator.models import Trial
-from orchestrator.worker import run_trial
+from orchestrator.worker import TrialJob, run_trial
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTHS = (1280, 390)
@@ -102,7 +102,9 @@ class Worker(threading.Thread):
                 time.sleep(self.pause)
                 with transaction(self.sessions) as s:
                     attempt = store.claim(s, trial_id, worker="browser-test")
-                run_trial(trial_id, attempt, self.url, heartbeat_seconds=60, train_fn=failing_on_seed_5)
+                run_trial(
+                    TrialJob(trial_id, attempt, self.url, heartbeat_seconds=60, train_fn=failing_on_seed_5)
+                )
             with transaction(self.sessions) as s:
                 store.close_finished_sweeps(s)
         except BaseException as err:  # seen by the test, which joins this thread
