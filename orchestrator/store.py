@@ -225,7 +225,8 @@ def finish(
                 best_epoch=result.best_epoch,
                 val_metric=result.val_metric,
                 test_metric=result.test_metric,
-                payload=result.model_dump(mode="json", exclude={"diagnostics"}),
+                # the arrays and the Fourier table live in their own tables (`record_diagnostics`)
+                payload=result.model_dump(mode="json", exclude={"diagnostics": {"arrays", "fourier"}}),
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["trial_id"])
