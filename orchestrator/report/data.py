@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db import as_utc
 from ..models import EpochMetric, Result, Sweep, Trial
 
 
@@ -125,6 +124,15 @@ def load_diagnostic_arrays(session: Session, run_ids: Sequence[int]) -> dict[int
     return {trial_id: value for trial_id, value in rows if isinstance(value, dict)}
 
 
+def load_trial_configs(session: Session, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored `TrialConfig` JSON of the given trials (for exports: the full configuration, not
+    only the columns a group is keyed on)."""
+    if not trial_ids:
+        return {}
+    rows = session.execute(select(Trial.id, Trial.config).where(Trial.id.in_(set(trial_ids))))
+    return {trial_id: config for trial_id, config in rows}
+
+
 # --- the queries ---------------------------------------------------------------------------------
 
 
@@ -148,8 +156,8 @@ def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
             owner=s.owner,
             spec=s.spec,
             trials_by_state=counts[s.id],
-            created_at=as_utc(s.created_at),
-            finished_at=as_utc(s.finished_at),
+            created_at=s.created_at,
+            finished_at=s.finished_at,
         )
         for s in (found[i] for i in sweep_ids)
     ]
