@@ -22,6 +22,7 @@ from ssm.config import DiagnosticsConfig, ModelConfig, OptimConfig, TaskConfig, 
 
 from .errors import Loc, SpecError, first_error, invalid
 from .search.space import Objective, SearchSpec, require_sampler, study_key
+from .tracking import TrackingSpec
 
 __all__ = [
     "SPEC_MEDIA_TYPES",
@@ -80,6 +81,7 @@ class SweepSpec(_Strict):
     priority: int = 0
     max_concurrent: int | None = Field(None, ge=1)
     budget: Budget = Field(default_factory=Budget)
+    tracking: TrackingSpec | None = None  # MLflow / TensorBoard runs per trial (orchestrator.tracking)
 
     @model_validator(mode="after")
     def _check_grid(self) -> SweepSpec:

@@ -28,6 +28,16 @@ def run_command(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the leaderboard as JSON.")] = False,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option("--mlflow-uri", help="Log each trial as an MLflow run there (spec: tracking.mlflow)."),
+    ] = None,
+    tensorboard_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--tensorboard-dir", help="Write TensorBoard runs below it (spec: tracking.tensorboard)."
+        ),
+    ] = None,
 ) -> None:
     """Run a sweep here and now: SQLite + a local Ray (or RAY_ADDRESS), then print the leaderboard.
 
@@ -46,6 +56,16 @@ def run_command(
         spec = parse_spec(text, "application/yaml", max_trials=settings.max_trials_per_sweep)
     except SpecError as err:
         fail(f"{spec_path}: {err}")
+    from rich.markup import escape
+
+    from orchestrator.tracking import TrackingError, tracking_for_local_run
+
+    try:
+        spec.tracking = tracking_for_local_run(
+            spec.tracking, mlflow_uri=mlflow_uri, tensorboard_dir=tensorboard_dir
+        )
+    except TrackingError as err:
+        fail(escape(str(err)))  # rich markup would eat "[tracking]"
 
     from sqlalchemy.exc import SQLAlchemyError
 
