@@ -37,7 +37,8 @@ class ExportError(ValueError):
 def export_rows(session: Session, sweep_ids: Sequence[int], what: str) -> list[dict[str, Any]]:
     """The rows of `what` ("results", "epochs" or "diagnostics") for the sweeps, in the report's
     order (task, then configuration, then seed). Raises ExportError for an unknown `what`, and the
-    report's ReportError (a ValueError) for an unknown sweep or one with no completed trial."""
+    report's ReportError (a ValueError) for an unknown sweep or one with no completed trial, and
+    ExportError for diagnostics when no trial stored them."""
     if what not in WHATS:
         raise ExportError(f"unknown --what {what!r}: expected one of {', '.join(WHATS)}")
     data = load_report_data(session, sweep_ids, with_leaderboards=False)
@@ -70,6 +71,11 @@ def export_rows(session: Session, sweep_ids: Sequence[int], what: str) -> list[d
             rows.extend({**head, **epoch} for epoch in trial.epochs)
         else:
             rows.extend({**head, **row} for row in diagnostics_rows(arrays.get(trial.run_id)))
+    if what == "diagnostics" and not rows:
+        raise ExportError(
+            f"no diagnostic arrays stored for sweep {', '.join(map(str, sweep_ids))}: "
+            "the spec's diagnostics.every (epochs between diagnostics; 0 disables them) records them"
+        )
     return rows
 
 

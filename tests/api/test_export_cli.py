@@ -243,3 +243,18 @@ def test_parquet_without_pyarrow_names_the_extra(sweep, tmp_path, monkeypatch):
     line = one_line_error(cli("export", str(sweep_id), "--format", "parquet", "--out", str(out), "--db", url))
     assert line == "error: --format parquet needs pyarrow: pip install 'ssmbench[export]'"
     assert not out.exists()
+
+
+def test_diagnostics_of_a_sweep_that_stored_none_say_how_to_record_them(sqlite_url, sessions_for, tmp_path):
+    from conftest import finish_trials
+
+    sessions = sessions_for(sqlite_url)
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(s, load_spec(GRID_YAML)).id
+    finish_trials(sessions, sweep_id)
+    out = tmp_path / "d.csv"
+    line = one_line_error(
+        cli("export", str(sweep_id), "--what", "diagnostics", "--out", str(out), "--db", sqlite_url)
+    )
+    assert f"no diagnostic arrays stored for sweep {sweep_id}" in line and "diagnostics.every" in line
+    assert not out.exists()
