@@ -162,3 +162,19 @@ def test_run_refuses_tracking_without_the_package_before_starting(tmp_path, monk
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert result.stderr.strip() == f"error: tracking with tensorboard needs it installed: {TRACKING_INSTALL}"
     assert not db.exists() and not Path(tmp_path / "tb").exists()
+
+
+def test_a_worker_without_the_package_fails_the_trial_naming_the_extra(
+    db_url, sessions, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # the worker's machine lacks it
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(
+            s, load_spec(SPEC + f"tracking: {{tensorboard: {{dir: '{tmp_path}'}}}}\n")
+        ).id
+        trial_id = s.scalars(select(Trial.id).where(Trial.sweep_id == sweep_id)).first()
+        attempt = store.claim(s, trial_id)
+    assert run_trial(TrialJob(trial_id, attempt, db_url, train_fn=trainer)) == "failed"
+    with sessions() as s:
+        error = s.scalar(select(Trial.error).where(Trial.id == trial_id))
+    assert f"TrackingError: tracking with tensorboard needs it installed: {TRACKING_INSTALL}" in error
