@@ -32,12 +32,18 @@ class _Strict(BaseModel):
 
 
 class MlflowTracking(_Strict):
-    uri: str = Field(min_length=1, description="MLflow tracking URI (file:, sqlite:, http://…)")
-    experiment: str | None = Field(None, min_length=1, description="default: the sweep's name")
+    uri: str = Field(
+        min_length=1, max_length=2000, description="MLflow tracking URI (file:, sqlite:, http://…)"
+    )
+    experiment: str | None = Field(
+        None, min_length=1, max_length=500, description="default: the sweep's name"
+    )
 
 
 class TensorboardTracking(_Strict):
-    dir: str = Field(min_length=1, description="event files go to <dir>/sweep-<id>/trial-<id>")
+    dir: str = Field(
+        min_length=1, max_length=4096, description="event files go to <dir>/sweep-<id>/trial-<id>"
+    )
 
 
 class TrackingSpec(_Strict):
