@@ -40,6 +40,7 @@ from ssm.data import TASK_NAMES
 
 from .errors import Loc, SpecError, first_error, invalid
 from .search.space import Objective, SearchSpec, require_sampler, study_key
+from .tracking import TrackingSpec
 
 __all__ = [
     "MAX_DEPTH",
@@ -191,6 +192,7 @@ class SweepSpec(_Strict):
     )
     max_concurrent: int | None = Field(None, ge=1, le=100_000, description="trials of the sweep at a time")
     budget: Budget = Field(default_factory=Budget)
+    tracking: TrackingSpec | None = None  # MLflow / TensorBoard runs per trial (orchestrator.tracking)
     _planned: list[TrialConfig] | None = PrivateAttr(None)  # plan()'s answer, once (a spec is not edited)
 
     @field_validator("tasks")

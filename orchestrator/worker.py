@@ -26,6 +26,7 @@ from ssm.train import TrialResult
 from . import store
 from .db import in_transaction, process_sessions
 from .models import Sweep, SweepState, Trial, TrialState
+from .tracking import open_trial_tracker
 
 
 class Trainer(Protocol):
@@ -138,6 +139,7 @@ def run_trial(job: TrialJob) -> str:
     if config_json is None:
         return "lost"
     config = TrialConfig.model_validate(config_json)
+    tracker = open_trial_tracker(sessions, trial_id, attempt, config_json)  # MLflow/TensorBoard, if asked
 
     beat = _Heartbeat(sessions, trial_id, attempt, job.heartbeat_seconds)
     beat.start()
@@ -154,6 +156,7 @@ def run_trial(job: TrialJob) -> str:
             return tuple(row) if row else (None, None)
 
         trial_state, sweep_state = in_transaction(sessions, record)
+        tracker.log_epoch(metrics)
         if sweep_state in (SweepState.CANCELLED, SweepState.FAILED):
             stop_reason["state"] = TrialState.CANCELLED
             return False
@@ -170,6 +173,7 @@ def run_trial(job: TrialJob) -> str:
         result = train_fn(config, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, data_dir=job.data_dir)
     except Exception:
         beat.stop_event.set()
+        tracker.close(TrialState.FAILED)
         error = traceback.format_exc()
         owned = in_transaction(
             sessions, lambda s: store.finish(s, trial_id, attempt, None, TrialState.FAILED, error=error)
@@ -177,9 +181,10 @@ def run_trial(job: TrialJob) -> str:
         return TrialState.FAILED if owned else "lost"
     finally:
         beat.stop_event.set()
-    if stop_reason.get("state") == "lost":
-        return "lost"
     state = stop_reason.get("state") or result.status
+    tracker.close(state)
+    if state == "lost":
+        return "lost"
     owned = in_transaction(sessions, lambda s: store.finish(s, trial_id, attempt, result, state))
     if owned and checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the result is stored; nothing left to resume

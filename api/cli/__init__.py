@@ -139,6 +139,7 @@ def _register() -> None:
         trials_command,
     )
     from .data import data_app
+    from .export import export_command
     from .report import report_command
     from .run import db_app, run_command
     from .serve import serve_command
@@ -156,6 +157,7 @@ def _register() -> None:
     app.command("leaderboard")(leaderboard_command)
     app.command("report")(report_command)
     app.command("ui")(ui_command)
+    app.command("export")(export_command)
     app.add_typer(token_app, name="token")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")

@@ -49,6 +49,16 @@ def run_command(
     ] = None,
     dry_run: DryRunOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the leaderboard as JSON.")] = False,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option("--mlflow-uri", help="Log each trial as an MLflow run there (spec: tracking.mlflow)."),
+    ] = None,
+    tensorboard_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--tensorboard-dir", help="Write TensorBoard runs below it (spec: tracking.tensorboard)."
+        ),
+    ] = None,
 ) -> None:
     """Run a sweep here and now: SQLite + a local Ray (or RAY_ADDRESS), then print the leaderboard.
 
@@ -70,6 +80,16 @@ def run_command(
     spec, _ = read_sweep_spec(spec_path, set_ or [], settings.max_trials_per_sweep)
     data_dir = data_dir or settings.data_dir
     problems = data_problems(spec, data_dir)
+    from rich.markup import escape
+
+    from orchestrator.tracking import TrackingError, tracking_for_local_run
+
+    try:
+        spec.tracking = tracking_for_local_run(
+            spec.tracking, mlflow_uri=mlflow_uri, tensorboard_dir=tensorboard_dir
+        )
+    except TrackingError as err:
+        fail(escape(str(err)))  # rich markup would eat "[tracking]"
 
     from sqlalchemy.exc import SQLAlchemyError
 

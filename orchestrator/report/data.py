@@ -133,6 +133,15 @@ def load_diagnostic_arrays(session: Session, run_ids: Sequence[int]) -> dict[int
     return found
 
 
+def load_trial_configs(session: Session, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored `TrialConfig` JSON of the given trials (for exports: the full configuration, not
+    only the columns a group is keyed on)."""
+    if not trial_ids:
+        return {}
+    rows = session.execute(select(Trial.id, Trial.config).where(Trial.id.in_(set(trial_ids))))
+    return {trial_id: config for trial_id, config in rows}
+
+
 # --- the queries ---------------------------------------------------------------------------------
 
 

@@ -309,6 +309,7 @@ def test_cli_failures_are_one_line_with_the_password_masked(tmp_path, monkeypatc
         ["token", "create", "--name", "alice", "--db", SECRET_URL],
         ["token", "list", "--db", SECRET_URL],
         ["serve", "--db", SECRET_URL, "--no-scheduler"],
+        ["export", "1", "--out", str(tmp_path / "x.csv"), "--db", SECRET_URL],
     ):
         line = _one_masked_line(runner.invoke(cli_app, args), 1)
         assert "ssmbench:***@127.0.0.1:9" in line, (args, line)
