@@ -8,6 +8,7 @@ epoch and writes nothing final.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -62,7 +63,7 @@ class TrialJob:
     """None on a cluster when the URL holds a password: the worker reads its own
     SSMBENCH_DATABASE_URL (`task_database_url`)"""
     checkpoint_root: str | None = None
-    """the trial checkpoints into `<checkpoint_root>/trial-<id>` (None: no checkpoints)"""
+    """the trial checkpoints below it (`trial_checkpoint_dir`; None: no checkpoints)"""
     heartbeat_seconds: float = 5.0
     data_dir: str | None = None
     train_fn: Trainer | None = None
@@ -111,6 +112,18 @@ def task_database_url(database_url: str) -> str | None:
     return database_url
 
 
+def trial_checkpoint_dir(root: str | None, database_url: str, trial_id: int) -> Path | None:
+    """Where a trial checkpoints: `<root>/<database>/trial-<id>`, `<database>` a digest of the URL
+    without its password. Trial ids restart in every database: keyed by the id alone, a trial of a
+    new database would resume another database's checkpoint of the same id."""
+    if not root:
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = hashlib.sha256(make_url(database_url).render_as_string(hide_password=True).encode())
+    return Path(root) / database.hexdigest()[:12] / f"trial-{trial_id}"
+
+
 def worker_database_url(passed: str | None) -> str:
     """The database URL a worker uses: the one passed with the task, else SSMBENCH_DATABASE_URL."""
     if passed is not None:
@@ -127,7 +140,8 @@ def worker_database_url(passed: str | None) -> str:
 def run_trial(job: TrialJob) -> str:
     """Run one attempt of a trial; returns the state it was finished with ("lost" if not ours)."""
     trial_id, attempt, epoch_hook = job.trial_id, job.attempt, job.epoch_hook
-    sessions = process_sessions(worker_database_url(job.database_url))
+    database_url = worker_database_url(job.database_url)
+    sessions = process_sessions(database_url)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(s):
@@ -168,7 +182,7 @@ def run_trial(job: TrialJob) -> str:
     train_fn = job.train_fn
     if train_fn is None:
         from ssm.train import train as train_fn
-    checkpoint_dir = Path(job.checkpoint_root) / f"trial-{trial_id}" if job.checkpoint_root else None
+    checkpoint_dir = trial_checkpoint_dir(job.checkpoint_root, database_url, trial_id)
     try:
         result = train_fn(config, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, data_dir=job.data_dir)
     except Exception:

@@ -22,6 +22,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from orchestrator.worker import trial_checkpoint_dir
+
 from .e2e_trainers import EPOCHS
 from .local_cluster import RAY, SSMBENCH, LocalCluster, free_port, wait_for
 
@@ -147,7 +149,7 @@ def test_a_sweep_survives_the_loss_of_a_worker_node(pg_url, cluster_env, tmp_pat
             current = trials()
             done_on_worker = any(t["state"] == "completed" and t["node_id"] == worker_id for t in current)
             for t in current:
-                checkpoint = checkpoints / f"trial-{t['id']}" / "state.json"
+                checkpoint = trial_checkpoint_dir(str(checkpoints), pg_url, t["id"]) / "state.json"
                 if (
                     done_on_worker
                     and t["state"] == "running"

@@ -24,6 +24,7 @@ from orchestrator.models import FINAL_TRIAL_STATES, EpochMetric, Result, Sweep, 
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.spec import load_spec
+from orchestrator.worker import trial_checkpoint_dir
 
 cloudpickle.register_pickle_by_value(fakes)  # Ray workers cannot import the tests directory
 
@@ -142,7 +143,7 @@ def test_a_killed_worker_is_retried_and_the_sweep_completes(db_url, sessions, tm
     scheduler = Scheduler(db_url, settings_for(db_url, tmp_path), train_fn=fakes.slow)
     with sessions() as s:
         trial_id = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id))
-    pid_file = tmp_path / "checkpoints" / f"trial-{trial_id}" / "pid"
+    pid_file = trial_checkpoint_dir(str(tmp_path / "checkpoints"), db_url, trial_id) / "pid"
     _wait_for(lambda: pid_file.exists() and pid_file.read_text(), step=scheduler.step)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     scheduler.run([sweep_id], timeout=90)
