@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from orchestrator.queries import owner_load
 from orchestrator.settings import Settings
@@ -83,10 +82,14 @@ bearer = HTTPBearer(
 )
 
 
-# The dependencies a read goes through are `async def`: FastAPI runs a plain `def` dependency in the
-# thread pool, and each hop there costs about what a cached leaderboard answer does. The session is
-# lazy (no connection until the route's first query, which runs in the route's thread); closing it
-# returns the connection to the pool.
+# Reads run on the event loop, their dependencies and their queries alike (`async def` routes that
+# call the session directly). On a machine with few cores a hop to the thread pool is what a read
+# costs most: each one hands the GIL between the loop and a worker thread, and with 32 clients 32
+# threads contend for it (issue 18 §2: /health at a tenth of a no-database route's throughput). A
+# read's queries are bounded — an indexed lookup or one page of at most `max_page_size` rows — so
+# they block the loop for about as long as the hop would have cost. What is not bounded (a
+# leaderboard recomputation, a write) still runs in the thread pool. The session is lazy (no
+# connection until the first query); closing it returns the connection to the pool.
 
 
 async def get_settings(request: Request) -> ServiceSettings:
@@ -160,7 +163,7 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 OwnerDep = Annotated[str, Depends(require_owner)]
 
 
-def optional_caller(
+async def optional_caller(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -190,7 +193,7 @@ async def check_read_access(
 ) -> None:
     """Reads are open unless `SSMBENCH_READ_AUTH=true`; then they need a valid token like writes."""
     if request.app.state.settings.read_auth:
-        await run_in_threadpool(require_caller, request, session, credentials)
+        require_caller(request, session, credentials)
 
 
 ReadAccess = Depends(check_read_access)
@@ -219,6 +222,12 @@ def check_submission(
             f"over the limit of {settings.max_pending_trials_per_owner} (SSMBENCH_MAX_PENDING_TRIALS_PER_OWNER)"
         )
         raise ServiceError(429, "too_many_pending_trials", message, None, retry)
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """`model` as a JSON response, serialized once: a route that built its answer as its
+    `response_model` returns this, so that FastAPI does not validate the answer a second time."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def page_limit(settings: ServiceSettings, limit: int) -> int:
