@@ -15,6 +15,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from orchestrator.queries import owner_load
 from orchestrator.settings import Settings
@@ -82,14 +83,13 @@ bearer = HTTPBearer(
 )
 
 
-# Reads run on the event loop, their dependencies and their queries alike (`async def` routes that
-# call the session directly). On a machine with few cores a hop to the thread pool is what a read
-# costs most: each one hands the GIL between the loop and a worker thread, and with 32 clients 32
-# threads contend for it (issue 18 §2: /health at a tenth of a no-database route's throughput). A
-# read's queries are bounded — an indexed lookup or one page of at most `max_page_size` rows — so
-# they block the loop for about as long as the hop would have cost. What is not bounded (a
-# leaderboard recomputation, a write) still runs in the thread pool. The session is lazy (no
-# connection until the first query); closing it returns the connection to the pool.
+# A read's dependencies are `async def` and its route a plain `def`: FastAPI runs each plain `def`
+# (dependency or route) in the thread pool, and on a machine with few cores each hop there costs
+# about what a cached leaderboard answer does — so a read makes one, its route. (Running the queries
+# on the event loop instead, with no hop at all, was faster on SQLite but slower on PostgreSQL, where
+# the loop then waits out every round trip: issue 18 §2, bench/RESULTS.md.) The session is lazy (no
+# connection until the route's first query, which runs in the route's thread); closing it returns
+# the connection to the pool.
 
 
 async def get_settings(request: Request) -> ServiceSettings:
@@ -169,9 +169,9 @@ async def optional_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller | None:
     """The caller of a read that may carry a token (None without one; 401 for an invalid one)."""
-    if credentials is None:
+    if credentials is None:  # the common case: anonymous, answered without a hop to the thread pool
         return None
-    return require_caller(request, session, credentials)
+    return await run_in_threadpool(require_caller, request, session, credentials)
 
 
 ViewerDep = Annotated[Caller | None, Depends(optional_caller)]
@@ -193,7 +193,7 @@ async def check_read_access(
 ) -> None:
     """Reads are open unless `SSMBENCH_READ_AUTH=true`; then they need a valid token like writes."""
     if request.app.state.settings.read_auth:
-        require_caller(request, session, credentials)
+        await run_in_threadpool(require_caller, request, session, credentials)
 
 
 ReadAccess = Depends(check_read_access)

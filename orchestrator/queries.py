@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from .models import FINAL_TRIAL_STATES, OPEN_SWEEP_STATES, EpochMetric, Result, Sweep, Trial, TrialState
 from .store import state_counts
@@ -59,7 +59,11 @@ def list_sweeps(
 def list_trials(
     session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int = 100
 ) -> tuple[list[Trial], int]:
-    query = select(Trial).where(Trial.sweep_id == sweep_id)
+    # The JSON columns are deferred: a page of trials (TrialSummary) does not show them, and decoding
+    # them was most of what listing a page cost.
+    query = (
+        select(Trial).options(defer(Trial.config), defer(Trial.resources)).where(Trial.sweep_id == sweep_id)
+    )
     count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
     if state is not None:
         query, count = query.where(Trial.state == state), count.where(Trial.state == state)

@@ -20,7 +20,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/baselines", tags=["leaderboard"], depen
 @router.get(
     "", response_model=list[BaselineOut], summary="List published baselines", responses=error_responses(401)
 )
-async def get_baselines(session: SessionDep) -> Response:
+def get_baselines(session: SessionDep) -> Response:
     """Published test accuracies (percent) per model and LRA task, with their source."""
     # orchestrator.queries has no baseline query yet: this one select is the whole of it.
     baselines = session.scalars(select(Baseline).order_by(Baseline.model, Baseline.task))

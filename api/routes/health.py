@@ -35,7 +35,7 @@ RAY_UNUSED = ComponentHealth(ok=True, detail="not used (API-only replica: the sc
         },
     },
 )
-async def get_health(request: Request, response: Response, session: SessionDep) -> Health:
+def get_health(request: Request, response: Response, session: SessionDep) -> Health:
     """200 when the database answers and — on a replica that runs the scheduler — Ray does too and
     the scheduling loop is not failing pass after pass; 503 with the same body (status `degraded`)
     otherwise. Details are a few words, never an exception's text (the service's log has that).

@@ -28,7 +28,6 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 
 from orchestrator.leaderboard import leaderboard
 from orchestrator.models import Result, Sweep
@@ -160,7 +159,7 @@ def _not_modified(if_none_match: str | None, etag: str) -> bool:
         **error_responses(401, 404),
     },
 )
-async def get_leaderboard(
+def get_leaderboard(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -203,11 +202,9 @@ async def get_leaderboard(
 
     cache: BoardCache = request.app.state.leaderboard_cache
     key = (*filters.values(), offset, limit)
-    # A kept page is answered here, on the event loop; a recomputation (and waiting for another
-    # request's) runs in the thread pool.
     page, expired = cache.kept(key, stamp)
     if page is None:
-        page = await run_in_threadpool(cache.get, key, stamp, compute)
+        page = cache.get(key, stamp, compute)  # computes, or waits for the request computing it
     elif expired:
         cache.refresh(key, stamp, compute)
     # no-cache: a client may keep the page, but asks (If-None-Match) before each use

@@ -162,7 +162,7 @@ def _store_sweep(sessions, body, content_type, settings, caller, nodes) -> Sweep
     dependencies=[ReadAccess],
     responses=error_responses(401),
 )
-async def get_sweeps(
+def get_sweeps(
     session: SessionDep,
     settings: SettingsDep,
     state: Annotated[SweepState | None, Query(description="only sweeps in this state")] = None,
@@ -192,7 +192,7 @@ def _sweep_or_404(session, sweep_id: int) -> Sweep:
     dependencies=[ReadAccess],
     responses=error_responses(401, 404),
 )
-async def get_sweep(session: SessionDep, sweep_id: SweepId) -> Response:
+def get_sweep(session: SessionDep, sweep_id: SweepId) -> Response:
     """A sweep with its trial counts by state, its progress and its spec."""
     sweep = _sweep_or_404(session, sweep_id)
     return json_response(SweepDetail.model_validate({**sweep_summary(session, sweep), "spec": sweep.spec}))
@@ -229,7 +229,7 @@ def cancel_sweep(session: SessionDep, caller: CallerDep, sweep_id: SweepId) -> C
     dependencies=[ReadAccess],
     responses=error_responses(401, 404),
 )
-async def get_sweep_trials(
+def get_sweep_trials(
     session: SessionDep,
     settings: SettingsDep,
     sweep_id: SweepId,

@@ -28,7 +28,7 @@ def _trial_or_404(session, trial_id: int) -> Trial:
 @router.get(
     "/{trial_id}", response_model=TrialDetail, summary="Get a trial", responses=error_responses(401, 404)
 )
-async def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> Response:
+def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> Response:
     """A trial: state, attempts, config, where it ran, its error, and its result once finished.
 
     `error` is the exception's last line; the sweep's owner and admins (with their token) get the
@@ -45,7 +45,7 @@ async def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -
     summary="Get a trial's epoch metrics",
     responses=error_responses(401, 404),
 )
-async def get_trial_metrics(session: SessionDep, trial_id: TrialId) -> Response:
+def get_trial_metrics(session: SessionDep, trial_id: TrialId) -> Response:
     """Every epoch of every attempt, in order: the dict the trainer reported for it."""
     _trial_or_404(session, trial_id)
     metrics = TrialMetrics.model_validate({"trial_id": trial_id, "epochs": epoch_metrics(session, trial_id)})
