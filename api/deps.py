@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -88,10 +88,13 @@ bearer = HTTPBearer(
 )
 
 
-# The dependencies a read goes through are `async def`: FastAPI runs a plain `def` dependency in the
-# thread pool, and each hop there costs about what a cached leaderboard answer does. The session is
-# lazy (no connection until the route's first query, which runs in the route's thread); closing it
-# returns the connection to the pool.
+# A read's dependencies are `async def` and its route a plain `def`: FastAPI runs each plain `def`
+# (dependency or route) in the thread pool, and on a machine with few cores each hop there costs
+# about what a cached leaderboard answer does — so a read makes one, its route. (Running the queries
+# on the event loop instead, with no hop at all, was faster on SQLite but slower on PostgreSQL, where
+# the loop then waits out every round trip: issue 18 §2, bench/RESULTS.md.) The session is lazy (no
+# connection until the route's first query, which runs in the route's thread); closing it returns
+# the connection to the pool.
 
 
 async def get_settings(request: Request) -> ServiceSettings:
@@ -165,15 +168,15 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 OwnerDep = Annotated[str, Depends(require_owner)]
 
 
-def optional_caller(
+async def optional_caller(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller | None:
     """The caller of a read that may carry a token (None without one; 401 for an invalid one)."""
-    if credentials is None:
+    if credentials is None:  # the common case: anonymous, answered without a hop to the thread pool
         return None
-    return require_caller(request, session, credentials)
+    return await run_in_threadpool(require_caller, request, session, credentials)
 
 
 ViewerDep = Annotated[Caller | None, Depends(optional_caller)]
@@ -224,6 +227,12 @@ def check_submission(
             f"over the limit of {settings.max_pending_trials_per_owner} (SSMBENCH_MAX_PENDING_TRIALS_PER_OWNER)"
         )
         raise ServiceError(429, "too_many_pending_trials", message, None, retry)
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """`model` as a JSON response, serialized once: a route that built its answer as its
+    `response_model` returns this, so that FastAPI does not validate the answer a second time."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def page_limit(settings: ServiceSettings, limit: int) -> int:

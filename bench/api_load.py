@@ -1,33 +1,36 @@
-"""HTTP load on the service: `GET /api/v1/leaderboard` at 10⁵ results and `GET /api/v1/health`
-(issue 7 §4), from this process against `ssmbench serve --no-scheduler` in a second one, on loopback.
+"""HTTP throughput of the service's read endpoints against a route that touches no database
+(issue 18 §2), measured with Debian's `wrk` (a C load generator) so the load generator does not
+compete with the server for the machine's two cores the way a Python client does.
 
-    python bench/api_load.py                          # PostgreSQL (else SQLite), 10⁵ results, 32 clients
-    python bench/api_load.py --backend sqlite
-    python bench/api_load.py --results 10000 --requests 1000    # a quick run
+    python bench/api_load.py                              # SQLite and PostgreSQL, 10⁵ results, 15 s each
+    python bench/api_load.py --backend sqlite --duration 5 --results 10000     # a quick run
 
-The database is new (a PostgreSQL schema of its own, dropped at the end; or a SQLite file in a
-temporary directory), filled directly with the study of bench/leaderboard.py — sweeps shaped like real
-studies, 300 configuration groups over the six LRA tasks and two synthetic ones — and its leaderboard
-running sums recounted (`rebuild_leaderboard_aggregates`), the state a served study would be in.
+Needs `wrk` on PATH (`apt-get install -y wrk`). The database is new (a SQLite file in a temporary
+directory, or a PostgreSQL schema of its own, dropped at the end), filled directly with the study of
+bench/leaderboard.py — sweeps shaped like real studies, their trials and results — and its
+leaderboard running sums recounted, the state a served study is in.
 
-Load: `--clients` concurrent httpx.AsyncClient loops (one connection each, keep-alive), each request
-timed from send to the last byte. The two endpoints alternate in `--rounds` rounds (health, then
-leaderboard), so that both see the same machine; each round stops after `--requests`/`--rounds`
-requests per endpoint or `--seconds`/`--rounds` seconds, whichever comes first. Reported: p50, p99,
-mean, requests per second, and the ratio of the leaderboard's p99 to health's. Target (issue 7):
-leaderboard p99 under 50 ms at 32 clients with 10⁵ results on PostgreSQL, at most 3× health's p99.
+The server is the service as `ssmbench serve --no-scheduler` builds it (`create_app`, uvicorn with
+`uvicorn_limits`, one process, logs at warning) in a process of its own, plus one bench-only route,
+`GET /bench/no-db`: an `async def` answering a constant 2-key JSON object through the same middleware
+stack (metrics, guards, gzip) — the ceiling of this server on this machine without a database.
+
+Each read endpoint runs for `--duration` seconds with `wrk -t2 -c32` (keep-alive), right after the
+no-database route runs for as long, so the two see the same machine; the ratio is endpoint req/s over
+the no-database route's req/s of that pair. Requests carry `Accept-Encoding: gzip`, as real clients'. Target: every ratio ≥ 0.5 and, on PostgreSQL, the
+leaderboard's p99 < 50 ms.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import platform
+import re
+import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +51,20 @@ from leaderboard import (  # bench/leaderboard.py: the same study data
     postgres_unreachable,
 )
 
-ENDPOINTS = {"health": "/api/v1/health", "leaderboard": "/api/v1/leaderboard"}
+NO_DB = "/bench/no-db"
+
+
+def endpoints(sweep_id: int, trial_id: int) -> list[str]:
+    """The read endpoints measured, for a sweep and one of its trials that exist in the database."""
+    return [
+        "/api/v1/health",
+        "/api/v1/baselines",
+        "/api/v1/leaderboard?task=listops",
+        "/api/v1/sweeps",
+        f"/api/v1/sweeps/{sweep_id}",
+        f"/api/v1/sweeps/{sweep_id}/trials",
+        f"/api/v1/trials/{trial_id}",
+    ]
 
 
 def fill(db, n_results: int) -> float:
@@ -62,6 +78,27 @@ def fill(db, n_results: int) -> float:
     return time.perf_counter() - start
 
 
+# --- the server process -----------------------------------------------------------------------------
+
+
+def run_server(database_url: str, port: int) -> None:
+    """`ssmbench serve --no-scheduler` with the bench's no-database route (in the child process)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.deps import ServiceSettings
+    from api.server import uvicorn_limits
+
+    settings = ServiceSettings(database_url=database_url, scheduler=False)
+    app = create_app(settings)
+
+    @app.get(NO_DB, include_in_schema=False)
+    async def no_database() -> dict[str, str]:
+        return {"status": "ok", "database": "not used"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_limits(settings))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,10 +107,9 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(url: str, log_path: Path):
-    """`ssmbench serve --no-scheduler` in its own process group; ended by its pid, whatever happens."""
+    """The server in its own process group; ended by its pid, whatever happens."""
     port = free_port()
-    command = [sys.executable, "-c", "from api.cli import app; app()", "serve", "--no-scheduler"]
-    command += ["--db", url, "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, __file__, "--serve", url, str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSMBENCH_")}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -84,12 +120,12 @@ def serve(url: str, log_path: Path):
             deadline = time.monotonic() + 120
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"ssmbench serve exited: {log_path.read_text()[-2000:]}")
+                    raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
                 with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(base + ENDPOINTS["health"], timeout=2).status_code == 200:
+                    if httpx.get(base + NO_DB, timeout=2).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise TimeoutError("ssmbench serve did not answer in 120 s")
+                    raise TimeoutError("the server did not answer in 120 s")
                 time.sleep(0.3)
             yield base, process.pid
         finally:
@@ -103,123 +139,135 @@ def serve(url: str, log_path: Path):
                 process.wait(timeout=10)
 
 
-async def load(
-    base: str, path: str, clients: int, requests: int, seconds: float
-) -> tuple[list[float], float, dict]:
-    """`clients` loops until `requests` answers or `seconds`; latencies (s), wall time, status counts."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    deadline = time.perf_counter() + seconds
-    remaining = requests
+# --- wrk ---------------------------------------------------------------------------------------------
 
-    async def client_loop() -> None:
-        nonlocal remaining
-        async with httpx.AsyncClient(
-            base_url=base, timeout=30, limits=httpx.Limits(max_connections=1)
-        ) as client:
-            while remaining > 0 and time.perf_counter() < deadline:
-                remaining -= 1
-                start = time.perf_counter()
-                response = await client.get(path)
-                await response.aread()
-                latencies.append(time.perf_counter() - start)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(clients)))
-    return latencies, time.perf_counter() - start, statuses
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * _UNIT_MS[unit]
+
+
+def wrk(url: str, duration: float, threads: int, connections: int) -> dict[str, float]:
+    """req/s, p50 and p99 (ms), requests and non-2xx/3xx answers of one `wrk --latency` run."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
+    command += ["-H", "Accept-Encoding: gzip", url]  # as httpx, requests and browsers send it
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Socket errors: (.*)$", output, re.M)
+    if re.search(r"^\s+0 requests in", output, re.M):  # nothing answered within wrk's 2 s timeout
+        nothing = float("nan")
+        return {
+            "rps": 0.0,
+            "p50": nothing,
+            "p99": nothing,
+            "requests": 0,
+            "bad": 0,
+            "socket_errors": errors.group(1) if errors else "no answer",
+        }
+    percentiles = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+[a-z]+)\s*$", output, re.M))
+    if len(percentiles) != 2:
+        raise RuntimeError(f"cannot read wrk's latency distribution:\n{output}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": _ms(percentiles["50"]),
+        "p99": _ms(percentiles["99"]),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "bad": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def measure(db, args) -> list[tuple[str, dict, dict]]:
+    """(endpoint, its wrk figures, the no-database route's figures just before) per endpoint."""
+    with db.engine.connect() as connection:
+        sweep_id, trial_id = connection.exec_driver_sql(
+            "SELECT sweep_id, max(id) FROM trials WHERE sweep_id = (SELECT max(sweep_id) FROM trials)"
+            " GROUP BY sweep_id"
+        ).one()
+    rows = []
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        serve(db.url, Path(directory) / "serve.log") as (base, pid),
+    ):
+        print(f"server pid {pid} at {base}", flush=True)
+        paths = endpoints(sweep_id, trial_id)
+        for path in paths:  # warm-up, one request at a time: the leaderboard's cache, the pool
+            response = httpx.get(base + path, timeout=300)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path}: {response.status_code} {response.text[:500]}")
+        for path in paths:
+            ceiling = wrk(base + NO_DB, args.duration, args.threads, args.connections)
+            figures = wrk(base + path, args.duration, args.threads, args.connections)
+            rows.append((path, figures, ceiling))
+            print(
+                f"  {path}: {figures['rps']:.0f} req/s vs {ceiling['rps']:.0f} "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    return rows
+
+
+def report(backend: str, rows: list[tuple[str, dict, dict]]) -> None:
+    print(f"\n{backend}:\n")
+    print(
+        "| endpoint | req/s | p50 ms | p99 ms | no-db req/s | no-db p50 ms | no-db p99 ms | ratio | non-2xx |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for path, f, c in rows:
+        print(
+            f"| {path} | {f['rps']:.0f} | {f['p50']:.1f} | {f['p99']:.1f} | {c['rps']:.0f} | "
+            f"{c['p50']:.1f} | {c['p99']:.1f} | {f['rps'] / c['rps']:.2f} | {f['bad']} |"
+        )
+    errors = {path: f["socket_errors"] for path, f, _ in rows if f["socket_errors"]}
+    if errors:
+        print(f"\nsocket errors: {errors}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--backend",
-        choices=("auto", "postgresql", "sqlite"),
-        default="auto",
-        help="auto: PostgreSQL where one answers at --pg-url, else SQLite",
-    )
+    parser.add_argument("--backend", choices=("both", "postgresql", "sqlite"), default="both")
     parser.add_argument("--pg-url", default=DEFAULT_PG)
-    parser.add_argument(
-        "--results", type=int, default=100_000, help="result rows in the database (default 10⁵)"
-    )
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=4000, help="requests per endpoint, over all rounds")
-    parser.add_argument(
-        "--seconds", type=float, default=60.0, help="time limit per endpoint, over all rounds"
-    )
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--results", type=int, default=100_000, help="result rows (default 10⁵)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of wrk per endpoint")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        run_server(args.serve[0], int(args.serve[1]))
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not on PATH: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
 
-    reason = postgres_unreachable(args.pg_url) if args.backend != "sqlite" else None
-    if reason and args.backend == "postgresql":
-        sys.exit(f"postgresql {reason}; try --backend sqlite")
-    if args.backend == "auto":
-        args.backend = "sqlite" if reason else "postgresql"
-        if reason:
-            print(f"postgresql {reason}: measuring on SQLite", flush=True)
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if "postgresql" in backends and (reason := postgres_unreachable(args.pg_url)):
+        if args.backend == "postgresql":
+            sys.exit(f"postgresql {reason}; try --backend sqlite")
+        print(f"postgresql {reason}: measuring on SQLite only", flush=True)
+        backends.remove("postgresql")
     print(
         f"machine: {platform.node()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-        f"Python {platform.python_version()}; {args.clients} clients (httpx async, one process), "
-        f"server: ssmbench serve --no-scheduler (one uvicorn process), loopback",
+        f"Python {platform.python_version()}; wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration:g}s per endpoint; server: create_app + uvicorn, one process, scheduler off",
         flush=True,
     )
-    with tempfile.TemporaryDirectory() as directory:
-        db = SQLiteDatabase(Path(directory)) if args.backend == "sqlite" else PostgresDatabase(args.pg_url)
-        try:
-            seconds = fill(db, args.results)
-            print(
-                f"{args.backend}: {args.results:,} results loaded and recounted in {seconds:.0f} s",
-                flush=True,
-            )
-            with serve(db.url, Path(directory) / "serve.log") as (base, pid):
-                print(f"server pid {pid} at {base}", flush=True)
-                samples: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
-                walls = dict.fromkeys(ENDPOINTS, 0.0)
-                statuses: dict[str, dict[int, int]] = {name: {} for name in ENDPOINTS}
-                for path in ENDPOINTS.values():  # warm-up: connections, the leaderboard's cache
-                    asyncio.run(load(base, path, args.clients, args.clients * 2, 30))
-                for _ in range(args.rounds):
-                    for name, path in ENDPOINTS.items():
-                        latencies, wall, codes = asyncio.run(
-                            load(
-                                base,
-                                path,
-                                args.clients,
-                                args.requests // args.rounds,
-                                args.seconds / args.rounds,
-                            )
-                        )
-                        samples[name] += latencies
-                        walls[name] += wall
-                        for code, n in codes.items():
-                            statuses[name][code] = statuses[name].get(code, 0) + n
-                size = len(httpx.get(base + ENDPOINTS["leaderboard"], timeout=30).content)
-        finally:
-            db.close()
-
-    print(f"\nleaderboard body: {size:,} bytes; load average after the run {os.getloadavg()[0]:.1f}\n")
-    print("| endpoint | requests | non-200 | p50 ms | p99 ms | mean ms | requests/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    p99 = {}
-    for name in ENDPOINTS:
-        values = samples[name]
-        p99[name] = 1000 * percentile(values, 0.99)
-        bad = sum(n for code, n in statuses[name].items() if code != 200)
-        print(
-            f"| GET {ENDPOINTS[name]} | {len(values)} | {bad} | {1000 * percentile(values, 0.5):.1f} | "
-            f"{p99[name]:.1f} | {1000 * statistics.fmean(values):.1f} | {len(values) / walls[name]:.0f} |"
-        )
-    ratio = p99["leaderboard"] / p99["health"]
-    print(
-        f"\nleaderboard p99 / health p99 = {ratio:.2f} (target ≤ 3); leaderboard p99 {p99['leaderboard']:.1f} ms (target < 50)"
-    )
+    tables = []
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as directory:
+            db = SQLiteDatabase(Path(directory)) if backend == "sqlite" else PostgresDatabase(args.pg_url)
+            try:
+                seconds = fill(db, args.results)
+                print(f"{backend}: {args.results:,} results loaded in {seconds:.0f} s", flush=True)
+                tables.append((backend, measure(db, args)))
+            finally:
+                db.close()
+    for backend, rows in tables:
+        report(backend, rows)
+    print(f"\nload average after the run: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

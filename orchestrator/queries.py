@@ -51,8 +51,9 @@ TRIAL_LIST_COLUMNS = (
 )
 
 
-def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
-    counts = state_counts(session, sweep.id)
+def sweep_summary(session: Session, sweep: Sweep, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """A sweep with its progress; `counts` (its trials per state) are queried unless given."""
+    counts = state_counts(session, sweep.id) if counts is None else counts
     total = sum(counts.values())
     done = sum(n for state, n in counts.items() if state in FINAL_TRIAL_STATES)
     return {
@@ -67,6 +68,21 @@ def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
         "finished_at": sweep.finished_at,
         "error": sweep.error,
     }
+
+
+def sweeps_state_counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Trials per state of each of `sweep_ids` (an empty dict for a sweep without trials), in one
+    query: what a page of sweeps shows, without a query per sweep."""
+    counts: dict[int, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    if sweep_ids:
+        query = (
+            select(Trial.sweep_id, Trial.state, func.count())
+            .where(Trial.sweep_id.in_(sweep_ids))
+            .group_by(Trial.sweep_id, Trial.state)
+        )
+        for sweep_id, state, n in session.execute(query):
+            counts[sweep_id][state] = n
+    return counts
 
 
 def list_sweeps(

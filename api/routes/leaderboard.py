@@ -5,8 +5,10 @@ Many clients polling one board is the common load (dashboards, `ssmbench submit 
 board is the same until a result is added. So each page of each filter set is kept serialized,
 tagged with the newest result's id: a request costs one index lookup (`max(results.id)`) while
 nothing changed, and one recomputation — by one thread, the others wait for it — when something did.
-A cached page is also recomputed after `leaderboard_cache_seconds` at the latest, which bounds what
-the id cannot see (a result committed out of id order, deleted sweeps, edited baselines).
+A cached page older than `leaderboard_cache_seconds` is recomputed too, which bounds what the id
+cannot see (a result committed out of id order, deleted sweeps, edited baselines) — in the
+background, the old page answering meanwhile: at 10⁵ results a recomputation on a loaded machine
+takes longer than that age, and every client waiting for it each time was the leaderboard's p99.
 
 Each answer carries an `ETag` (a digest of its body): a client that sends it back in
 `If-None-Match` gets `304 Not Modified` and no body while the page is unchanged. The ETag is weak
@@ -15,7 +17,9 @@ Each answer carries an `ETag` (a digest of its body): a client that sends it bac
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +41,8 @@ router = APIRouter(prefix=f"{API_PREFIX}/leaderboard", tags=["leaderboard"], dep
 
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+GZIP_MINIMUM_BYTES = 1024  # as api.app's GZipMiddleware: smaller answers go as they are
 
 
 class BoardCache:
@@ -48,8 +54,11 @@ class BoardCache:
         self._boards: OrderedDict[tuple, tuple[Any, float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._computing: dict[tuple, threading.Lock] = {}
+        self._refreshing: set[tuple] = set()
 
-    def _fresh(self, key: tuple, stamp: Any) -> Any | None:
+    def fresh(self, key: tuple, stamp: Any) -> Any | None:
+        """The answer kept for `key` if it is still valid for `stamp`; None otherwise (never waits
+        for a computation: the event loop calls this)."""
         with self._lock:
             entry = self._boards.get(key)
             if entry is None or entry[0] != stamp or time.monotonic() - entry[1] > self.max_age:
@@ -57,36 +66,80 @@ class BoardCache:
             self._boards.move_to_end(key)
             return entry[2]
 
+    def kept(self, key: tuple, stamp: Any) -> tuple[Any | None, bool]:
+        """The answer kept for `key` at `stamp` (None if there is none or the stamp moved on) and
+        whether it is older than `max_age`. Never waits for a computation: the event loop calls it."""
+        with self._lock:
+            entry = self._boards.get(key)
+            if entry is None or entry[0] != stamp:
+                return None, False
+            self._boards.move_to_end(key)
+            return entry[2], time.monotonic() - entry[1] > self.max_age
+
+    def refresh(self, key: tuple, stamp: Any, compute: Callable[[], Any]) -> None:
+        """Recompute `key`'s answer in a thread of its own, unless one is at it already; until it is
+        done, `kept` keeps answering the previous one. For an answer that is only too old: nobody
+        waits for a recomputation that may take longer than `max_age` itself."""
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def run() -> None:
+            try:
+                self._keep(key, stamp, compute())
+            except Exception:  # the kept answer stays; the next expired request tries again
+                log.exception("leaderboard: recomputing a kept page failed")
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        threading.Thread(target=run, name="leaderboard-refresh", daemon=True).start()
+
+    def _keep(self, key: tuple, stamp: Any, answer: Any) -> None:
+        with self._lock:
+            self._boards[key] = (stamp, time.monotonic(), answer)
+            self._boards.move_to_end(key)
+            while len(self._boards) > self.size:
+                self._boards.popitem(last=False)
+
     def get(self, key: tuple, stamp: Any, compute: Callable[[], T]) -> T:
-        answer = self._fresh(key, stamp)
+        answer = self.fresh(key, stamp)
         if answer is not None:
             return answer
         with self._lock:
             key_lock = self._computing.setdefault(key, threading.Lock())
         with key_lock:  # one computation per key; the others take its result
-            answer = self._fresh(key, stamp)
+            answer = self.fresh(key, stamp)
             if answer is not None:
                 return answer
             answer = compute()
+            self._keep(key, stamp, answer)
             with self._lock:
-                self._boards[key] = (stamp, time.monotonic(), answer)
-                self._boards.move_to_end(key)
-                while len(self._boards) > self.size:
-                    self._boards.popitem(last=False)
                 self._computing.pop(key, None)
             return answer
 
 
 class Page(NamedTuple):
-    """One serialized page of a board and its entity tag."""
+    """One serialized page of a board, the same gzip-compressed, and its entity tag."""
 
     body: bytes
+    gzipped: bytes
     etag: str
 
 
 def _serialized(board: Leaderboard) -> Page:
+    # Compressed once per computation, not per request: a 500-row page is ~150 KB of JSON, and
+    # compressing it again for every client that sends `Accept-Encoding: gzip` cost more than all
+    # the rest of the request (GZipMiddleware leaves a response that has a Content-Encoding alone).
     body = board.model_dump_json().encode()
-    return Page(body, f'W/"{hashlib.blake2b(body, digest_size=16).hexdigest()}"')
+    etag = f'W/"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), etag)
+
+
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether a client takes gzip, by the rule GZipMiddleware applies to every other answer."""
+    return "gzip" in (accept_encoding or "")
 
 
 def _not_modified(if_none_match: str | None, etag: str) -> bool:
@@ -143,13 +196,22 @@ def get_leaderboard(
     limit = page_limit(settings, settings.max_page_size if limit is None else limit)
     stamp = session.scalar(select(func.max(Result.id)))
 
-    def compute() -> Page:
-        return _serialized(leaderboard(session, **filters, offset=offset, limit=limit))
+    def compute() -> Page:  # a session of its own: a refresh outlives the request
+        with request.app.state.sessions() as own:
+            return _serialized(leaderboard(own, **filters, offset=offset, limit=limit))
 
     cache: BoardCache = request.app.state.leaderboard_cache
-    page = cache.get((*filters.values(), offset, limit), stamp, compute)
+    key = (*filters.values(), offset, limit)
+    page, expired = cache.kept(key, stamp)
+    if page is None:
+        page = cache.get(key, stamp, compute)  # computes, or waits for the request computing it
+    elif expired:
+        cache.refresh(key, stamp, compute)
     # no-cache: a client may keep the page, but asks (If-None-Match) before each use
-    headers = {"ETag": page.etag, "Cache-Control": "no-cache"}
+    headers = {"ETag": page.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
     if _not_modified(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
+    if len(page.body) >= GZIP_MINIMUM_BYTES and _accepts_gzip(request.headers.get("accept-encoding")):
+        headers["Content-Encoding"] = "gzip"
+        return Response(content=page.gzipped, media_type="application/json", headers=headers)
     return Response(content=page.body, media_type="application/json", headers=headers)

@@ -15,7 +15,7 @@ from orchestrator import store
 from orchestrator.cluster import check_resources
 from orchestrator.db import transaction
 from orchestrator.models import Sweep
-from orchestrator.queries import list_sweeps, list_trials, sweep_summary
+from orchestrator.queries import list_sweeps, list_trials, sweep_summary, sweeps_state_counts
 from orchestrator.spec import SPEC_MEDIA_TYPES, SpecError, SweepSpec, parse_spec
 
 from ..deps import (
@@ -28,6 +28,7 @@ from ..deps import (
     SettingsDep,
     ViewerDep,
     check_submission,
+    json_response,
     page_limit,
     visible_error,
 )
@@ -179,12 +180,14 @@ def get_sweeps(
     state: Annotated[SweepState | None, Query(description="only sweeps in this state")] = None,
     offset: Offset = 0,
     limit: Limit = 50,
-) -> SweepPage:
+) -> Response:
     """Sweeps, newest first, with their progress."""
     limit = page_limit(settings, limit)
     sweeps, total = list_sweeps(session, state=state, offset=offset, limit=limit)
-    items = [sweep_summary(session, sweep) for sweep in sweeps]
-    return SweepPage.model_validate({"items": items, "total": total, "offset": offset, "limit": limit})
+    counts = sweeps_state_counts(session, [sweep.id for sweep in sweeps])  # one query for the page
+    items = [sweep_summary(session, sweep, counts[sweep.id]) for sweep in sweeps]
+    page = SweepPage.model_validate({"items": items, "total": total, "offset": offset, "limit": limit})
+    return json_response(page)
 
 
 def _sweep_or_404(session, sweep_id: int, *options) -> Sweep:
@@ -202,10 +205,10 @@ def _sweep_or_404(session, sweep_id: int, *options) -> Sweep:
     dependencies=[ReadAccess],
     responses=error_responses(401, 404),
 )
-def get_sweep(session: SessionDep, sweep_id: SweepId) -> SweepDetail:
+def get_sweep(session: SessionDep, sweep_id: SweepId) -> Response:
     """A sweep with its trial counts by state, its progress and its spec."""
     sweep = _sweep_or_404(session, sweep_id)
-    return SweepDetail.model_validate({**sweep_summary(session, sweep), "spec": sweep.spec})
+    return json_response(SweepDetail.model_validate({**sweep_summary(session, sweep), "spec": sweep.spec}))
 
 
 @router.post(
@@ -247,7 +250,7 @@ def get_sweep_trials(
     state: Annotated[TrialState | None, Query(description="only trials in this state")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
-) -> TrialPage:
+) -> Response:
     """A sweep's trials in planning order. A failed trial's `error` is its exception's last line;
     the sweep's owner and admins (with their token) get the whole traceback."""
     limit = page_limit(settings, limit)
@@ -256,4 +259,4 @@ def get_sweep_trials(
     items = [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
     for item in items:
         item.error = visible_error(item.error, owner, viewer)
-    return TrialPage(items=items, total=total, offset=offset, limit=limit)
+    return json_response(TrialPage(items=items, total=total, offset=offset, limit=limit))

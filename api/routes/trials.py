@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from orchestrator.array_codec import json_lists
 from orchestrator.models import Sweep, Trial
 from orchestrator.queries import epoch_metrics, trial_detail, trial_diagnostics
 
-from ..deps import API_PREFIX, MAX_ID, ReadAccess, SessionDep, ViewerDep, visible_error
+from ..deps import API_PREFIX, MAX_ID, ReadAccess, SessionDep, ViewerDep, json_response, visible_error
 from ..errors import error_responses, not_found
 from ..schemas import DiagnosticSnapshot, TrialDetail, TrialDiagnosticsOut, TrialMetrics
 
@@ -29,7 +29,7 @@ def _trial_or_404(session, trial_id: int) -> Trial:
 @router.get(
     "/{trial_id}", response_model=TrialDetail, summary="Get a trial", responses=error_responses(401, 404)
 )
-def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> TrialDetail:
+def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> Response:
     """A trial: state, attempts, config, where it ran, its error, and its result once finished.
 
     `error` is the exception's last line; the sweep's owner and admins (with their token) get the
@@ -37,7 +37,7 @@ def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> Tria
     trial = _trial_or_404(session, trial_id)
     detail = trial_detail(session, trial)
     detail["error"] = visible_error(trial.error, session.get(Sweep, trial.sweep_id).owner, viewer)
-    return TrialDetail.model_validate(detail)
+    return json_response(TrialDetail.model_validate(detail))
 
 
 @router.get(
@@ -46,10 +46,11 @@ def get_trial(session: SessionDep, trial_id: TrialId, viewer: ViewerDep) -> Tria
     summary="Get a trial's epoch metrics",
     responses=error_responses(401, 404),
 )
-def get_trial_metrics(session: SessionDep, trial_id: TrialId) -> TrialMetrics:
+def get_trial_metrics(session: SessionDep, trial_id: TrialId) -> Response:
     """Every epoch of every attempt, in order: the dict the trainer reported for it."""
     _trial_or_404(session, trial_id)
-    return TrialMetrics.model_validate({"trial_id": trial_id, "epochs": epoch_metrics(session, trial_id)})
+    metrics = TrialMetrics.model_validate({"trial_id": trial_id, "epochs": epoch_metrics(session, trial_id)})
+    return json_response(metrics)
 
 
 @router.get(

@@ -453,3 +453,35 @@ def test_the_board_cache_computes_once_per_stamp_and_expires():
     time.sleep(0.35)
     cache.get(("all",), 8, compute)  # too old
     assert len(calls) == 3
+
+
+def test_an_expired_board_answers_while_one_thread_recomputes_it():
+    import threading
+    import time
+
+    from api.routes.leaderboard import BoardCache
+
+    release, calls = threading.Event(), []
+
+    def compute():
+        calls.append(1)
+        release.wait(5)
+        return f"board {len(calls)}"
+
+    cache = BoardCache(max_age=0.05)
+    assert cache.kept(("all",), 7) == (None, False)
+    release.set()
+    assert cache.get(("all",), 7, compute) == "board 1"
+    assert cache.kept(("all",), 7) == ("board 1", False)
+    assert cache.kept(("all",), 8) == (None, False)  # a new result: nothing kept for it
+    time.sleep(0.1)
+    assert cache.kept(("all",), 7) == ("board 1", True)  # too old, still answered
+    release.clear()
+    for _ in range(5):
+        cache.refresh(("all",), 7, compute)  # one recomputation, however many ask
+    assert cache.kept(("all",), 7) == ("board 1", True)  # meanwhile, the old answer
+    release.set()
+    deadline = time.monotonic() + 5
+    while cache.kept(("all",), 7)[0] != "board 2" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.kept(("all",), 7) == ("board 2", False) and len(calls) == 2
