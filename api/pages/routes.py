@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.array_codec import json_lists
 from orchestrator.leaderboard import LRA_TASKS, Leaderboard, leaderboard
 from orchestrator.models import FINAL_TRIAL_STATES, LeaderboardCell, Result, Sweep, Trial, TrialState
 from orchestrator.queries import (
@@ -345,7 +346,7 @@ def trial_page(request: Request, session: SessionDep, trial_id: TrialId) -> HTML
     stored = trial_diagnostics(session, trial)
     if stored.snapshots:
         arrays = {
-            stage: [{quantity: values.tolist() for quantity, values in layer.items()} for layer in layers]
+            stage: [{quantity: json_lists(values) for quantity, values in layer.items()} for layer in layers]
             for stage, layers in stored.snapshots.items()
         }
         diagnostics = {**diagnostics, "arrays": arrays}

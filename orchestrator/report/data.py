@@ -118,13 +118,19 @@ def load_diagnostic_arrays(session: Session, run_ids: Sequence[int]) -> dict[int
     array, as `ssm.diagnostics.layer_arrays` gives them) of the given trials that have them: from
     their own tables (`orchestrator.queries.trial_diagnostics`), or inside the result's payload for
     results stored before those tables existed. Read for the few trials a figure draws: they are large."""
+    from ..array_codec import json_lists
     from ..queries import trial_diagnostics
 
     found: dict[int, dict[str, Any]] = {}
     for trial in session.scalars(select(Trial).where(Trial.id.in_(set(run_ids)))):
         stored = trial_diagnostics(session, trial)
-        if stored.snapshots:
-            found[trial.id] = stored.snapshots
+        if stored.snapshots:  # as the payload held them: nested lists, NaN as None
+            found[trial.id] = {
+                snapshot: [
+                    {quantity: json_lists(array) for quantity, array in layer.items()} for layer in layers
+                ]
+                for snapshot, layers in stored.snapshots.items()
+            }
     legacy = set(run_ids) - found.keys()
     if legacy:
         arrays = Result.payload[("diagnostics", "arrays")]
