@@ -112,6 +112,7 @@ def _register() -> None:
     from .data import data_app
     from .run import db_app, run_command
     from .serve import serve_command
+    from .study import study_app
     from .token import token_app
     from .train import train_command
 
@@ -126,6 +127,7 @@ def _register() -> None:
     app.add_typer(token_app, name="token")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")
+    app.add_typer(study_app, name="study")
 
 
 def console_script() -> None:
