@@ -77,7 +77,7 @@ def steps_to_threshold(trial: TrialOutcome) -> tuple[float | None, bool]:
 
 
 def one_dimensional_dynamics(
-    a: float = 0.8, s: float = 1.0, p0: float = 0.01, lr: float = 0.01, steps: int = 400, length: int = 64
+    a: float = 0.8, s: float = 1.0, p0: float = 0.01, lr: float = 0.01, steps: int = 150, length: int = 64
 ) -> dict[str, np.ndarray]:
     """Gradient descent on (b, c) of a 1-D SSM in the frequency domain against the logistic solution.
 
