@@ -9,9 +9,13 @@ import typer
 
 from .common import console, fail, print_json
 
-study_app = typer.Typer(help="Built-in studies: each paper's claims reproduced, measured and drawn.", no_args_is_help=True)
+study_app = typer.Typer(
+    help="Built-in studies: each paper's claims reproduced, measured and drawn.", no_args_is_help=True
+)
 
-SCALE_HELP = "quick: synthetic/small tasks, minutes on 2 CPUs; full: the papers' LRA setups (GPUs); smoke: seconds."
+SCALE_HELP = (
+    "quick: synthetic/small tasks, minutes on 2 CPUs; full: the papers' LRA setups (GPUs); smoke: seconds."
+)
 
 
 def _study(name: str):
@@ -60,7 +64,11 @@ def list_command(
         table.add_column(column)
     for s in studies:
         table.add_row(
-            s.name, s.paper, "\n".join(c.id for c in s.claims), s.time_per_scale.get("quick", "?"), s.time_per_scale.get("full", "?")
+            s.name,
+            s.paper,
+            "\n".join(c.id for c in s.claims),
+            s.time_per_scale.get("quick", "?"),
+            s.time_per_scale.get("full", "?"),
         )
     console.print(table)
 
@@ -89,10 +97,17 @@ def run_command(
     scale: Annotated[str, typer.Option("--scale", help=SCALE_HELP)] = "quick",
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL or a SQLite file in the user data dir)."),
+        typer.Option(
+            "--db",
+            help="Database URL (default $SSMBENCH_DATABASE_URL or a SQLite file in the user data dir).",
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Report directory (default ./study-NAME-SCALE).")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only the run and its claims as JSON.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default ./study-NAME-SCALE).")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print only the run and its claims as JSON.")
+    ] = False,
 ) -> None:
     """Run a study: its sweeps through the orchestrator (finished trials are reused), then its report
     (index.html, figures/, summary.json with a verdict per claim)."""
@@ -125,7 +140,14 @@ def run_command(
         else:
             planned = sum(spec.trial_budget() for spec in study.specs(scale).values())
             with trial_progress(f"study {study.name} ({scale})", planned) as on_progress:
-                run = run_study(study, scale, url, out_dir, settings=settings, progress=lambda _n, counts, _p: on_progress(counts))
+                run = run_study(
+                    study,
+                    scale,
+                    url,
+                    out_dir,
+                    settings=settings,
+                    progress=lambda _n, counts, _p: on_progress(counts),
+                )
     except SQLAlchemyError as err:
         fail(f"cannot use the database {masked_url(url)}: {_first_line(err)}", code=1)
     if json_output:

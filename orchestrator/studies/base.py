@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 from ..spec import SweepSpec, parse_spec
 from .claims import ClaimDefinition
@@ -40,7 +40,7 @@ class Study:
     claims: tuple[ClaimDefinition, ...] = ()
     # Measured wall time of `ssmbench study run NAME --scale S` from an empty database (bench/RESULTS.md);
     # `full` is an estimate for one GPU.
-    time_per_scale: dict[str, str] = {}  # noqa: RUF012 (overridden per class, never mutated)
+    time_per_scale: ClassVar[dict[str, str]] = {}
 
     # --- specs ------------------------------------------------------------------------------------
 

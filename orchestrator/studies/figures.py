@@ -39,7 +39,13 @@ def curves_figure(
 ):
     """`seed_curves_figure` of the report's module, with a logarithmic x axis when asked."""
     figure = _drawing().seed_curves_figure(
-        [s for s in series if s.x.size], title=title, xlabel=xlabel, ylabel=ylabel, scale=scale, log_y=log_y, note=note
+        [s for s in series if s.x.size],
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        scale=scale,
+        log_y=log_y,
+        note=note,
     )
     if log_x:
         figure.axes[0].set_xscale("log")
@@ -63,7 +69,9 @@ def _mean_mf(per_layer: list[dict[str, Any]] | None) -> np.ndarray | None:
         return None
     rows = []
     for layer in per_layer:
-        mf = np.asarray([[np.nan if v is None else v for v in row] for row in layer["memory_function"]], dtype=float)
+        mf = np.asarray(
+            [[np.nan if v is None else v for v in row] for row in layer["memory_function"]], dtype=float
+        )
         rows.append(np.nanmean(mf.reshape(-1, mf.shape[-1]), axis=0))
     return np.nanmean(np.asarray(rows), axis=0)
 
@@ -87,7 +95,12 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         return results.where(part, model__init=init, model__train_eigenvalues=trained)
 
     configs = [  # (label in words, part, init, trained)
-        (f"S4D-{init.capitalize()} · {'trained' if trained else 'frozen'} · {part.split('-')[0]} memory", part, init, trained)
+        (
+            f"S4D-{init.capitalize()} · {'trained' if trained else 'frozen'} · {part.split('-')[0]} memory",
+            part,
+            init,
+            trained,
+        )
         for part in (LONG, SHORT)
         for init in inits
         for trained in (True, False)
@@ -99,7 +112,14 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Mean over seeds (line) and min–max (band) of the validation accuracy after each epoch.",
         curves_figure(
             [
-                curves(label, [[(e["epoch"] + 1, e.get("val_metric")) for e in t.epochs] for t in arm(part, init, trained)], i)
+                curves(
+                    label,
+                    [
+                        [(e["epoch"] + 1, e.get("val_metric")) for e in t.epochs]
+                        for t in arm(part, init, trained)
+                    ],
+                    i,
+                )
                 for i, (label, part, init, trained) in enumerate(configs)
             ],
             title="Validation accuracy per epoch (delay task)",
@@ -113,7 +133,10 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Test accuracy by initial memory length",
         "Each seed's test accuracy (dots), mean ± 1 std (bar); long memory: dt ∈ [1e-3, 1e-1], short: dt ∈ [0.1, 1].",
         drawing.seed_points_figure(
-            [_seed_values(label, arm(part, init, trained), lambda t: t.test_metric) for label, part, init, trained in configs],
+            [
+                _seed_values(label, arm(part, init, trained), lambda t: t.test_metric)
+                for label, part, init, trained in configs
+            ],
             title="Test accuracy by initial memory length, trained vs frozen",
             xlabel="test accuracy (%)",
             scale=100.0,
@@ -124,7 +147,10 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Epochs to reach 95% of the best validation accuracy",
         "Per seed (dots), mean ± 1 std (bar).",
         drawing.seed_points_figure(
-            [_seed_values(label, arm(part, init, trained), epochs_to_converge) for label, part, init, trained in configs],
+            [
+                _seed_values(label, arm(part, init, trained), epochs_to_converge)
+                for label, part, init, trained in configs
+            ],
             title="Epochs to reach 95% of the best validation accuracy",
             xlabel="epochs (counted from 1)",
         ),
@@ -134,12 +160,17 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Train–validation loss gap at the best epoch",
         "Validation loss − training loss at the best epoch (nats); per seed (dots), mean ± 1 std (bar).",
         drawing.seed_points_figure(
-            [_seed_values(label, arm(part, init, trained), overfitting_gap) for label, part, init, trained in configs],
+            [
+                _seed_values(label, arm(part, init, trained), overfitting_gap)
+                for label, part, init, trained in configs
+            ],
             title="Train–validation loss gap at the best epoch",
             xlabel="validation loss − training loss (cross-entropy, nats)",
         ),
     )
-    trained_long = [(label, part, init, trained) for label, part, init, trained in configs if trained and part == LONG]
+    trained_long = [
+        (label, part, init, trained) for label, part, init, trained in configs if trained and part == LONG
+    ]
     for key, quantity in (("drift_re_lambda", "Re λ"), ("drift_im_lambda", "Im λ"), ("drift_dt", "Δt")):
         yield StudyFigure(
             f"memory-{key.replace('_', '-')}",
@@ -147,7 +178,11 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             f"mean |q − q₀| / mean |q₀| for q = {quantity}, over channels and layers; mean over seeds, min–max band.",
             curves_figure(
                 [
-                    curves(label, [[(e["epoch"] + 1, e.get(key)) for e in t.epochs] for t in arm(part, init, trained)], i)
+                    curves(
+                        label,
+                        [[(e["epoch"] + 1, e.get(key)) for e in t.epochs] for t in arm(part, init, trained)],
+                        i,
+                    )
                     for i, (label, part, init, trained) in enumerate(trained_long)
                 ],
                 title=f"Relative drift of {quantity} since initialization",
@@ -166,7 +201,9 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         if mf0 is not None and mf1 is not None:
             mf_series.append((f"{label} (seed {first.seed})", mf0, mf1))
         if before and after and part == LONG:
-            plane.append((label, _layers_complex(before, "eigenvalues"), _layers_complex(after, "eigenvalues")))
+            plane.append(
+                (label, _layers_complex(before, "eigenvalues"), _layers_complex(after, "eigenvalues"))
+            )
             plane_discrete.append((label, _layers_complex(before, "Ab"), _layers_complex(after, "Ab")))
     if mf_series:
         yield StudyFigure(
@@ -186,7 +223,9 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             "memory-eigenvalues-discrete",
             "Discrete eigenvalues Ā before and after training (long initial memory)",
             "Ā = exp(Δt λ) of every channel and layer, lowest seed; the unit circle is the stability boundary.",
-            drawing.eigenvalue_plane_figure(plane_discrete, title="Discrete eigenvalues Ā before and after training", discrete=True),
+            drawing.eigenvalue_plane_figure(
+                plane_discrete, title="Discrete eigenvalues Ā before and after training", discrete=True
+            ),
         )
 
 
@@ -211,7 +250,12 @@ def reparam_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
                         r,
                         [
                             [(e["epoch"] + 1, e.get("grad_over_weight_mean")) for e in t.epochs]
-                            for t in results.where(task__name=task, model__reparam=r, optim__ssm_lr=middle_rate, model__d_state=sizes[-1])
+                            for t in results.where(
+                                task__name=task,
+                                model__reparam=r,
+                                optim__ssm_lr=middle_rate,
+                                model__d_state=sizes[-1],
+                            )
                         ],
                         i,
                     )
@@ -255,7 +299,12 @@ def reparam_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             [
                 curves(
                     r,
-                    _by_seed(results.where(model__reparam=r), lambda t: t.get("optim.ssm_lr"), diverged, key=lambda t: (t.config["task"]["name"], t.get("model.d_state"), t.seed)),
+                    _by_seed(
+                        results.where(model__reparam=r),
+                        lambda t: t.get("optim.ssm_lr"),
+                        diverged,
+                        key=lambda t: (t.config["task"]["name"], t.get("model.d_state"), t.seed),
+                    ),
                     i,
                 )
                 for i, r in enumerate(REPARAMS)
@@ -277,7 +326,15 @@ def reparam_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             "1e6 marks a perturbed system that blew up.",
             curves_figure(
                 [
-                    curves(r, [list(zip(row["betas"], [max(e, 1e-9) for e in row["errors"]], strict=True)) for row in rows if row["reparam"] == r], i)
+                    curves(
+                        r,
+                        [
+                            list(zip(row["betas"], [max(e, 1e-9) for e in row["errors"]], strict=True))
+                            for row in rows
+                            if row["reparam"] == r
+                        ],
+                        i,
+                    )
                     for i, r in enumerate(REPARAMS)
                 ],
                 title="Perturbation error E(β) on the polynomial-memory target",
@@ -316,7 +373,11 @@ def state_size_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
                 [
                     curves(
                         f"N = {n}",
-                        [list(enumerate(t.result.get("step_losses") or [])) for t in results.where(model__d_state=n, task__options__input_alpha=alpha) if t.result],
+                        [
+                            list(enumerate(t.result.get("step_losses") or []))
+                            for t in results.where(model__d_state=n, task__options__input_alpha=alpha)
+                            if t.result
+                        ],
                         i,
                     )
                     for i, n in enumerate(sizes)
@@ -335,7 +396,11 @@ def state_size_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             [
                 curves(
                     "white input" if not alpha else f"coloured input (1/f^{alpha:g})",
-                    _by_seed(results.where(task__options__input_alpha=alpha), lambda t: t.get("model.d_state"), lambda t: steps_to_threshold(t)[0]),
+                    _by_seed(
+                        results.where(task__options__input_alpha=alpha),
+                        lambda t: t.get("model.d_state"),
+                        lambda t: steps_to_threshold(t)[0],
+                    ),
                     i,
                 )
                 for i, alpha in enumerate(alphas)
@@ -356,7 +421,12 @@ def state_size_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         curves_figure(
             [
                 drawing.SeedCurves("gradient descent on (b, c)", steps.astype(float), run["gd"][None, :], 0),
-                drawing.SeedCurves("logistic solution (deep linear network)", steps.astype(float), run["logistic"][None, :], 1),
+                drawing.SeedCurves(
+                    "logistic solution (deep linear network)",
+                    steps.astype(float),
+                    run["logistic"][None, :],
+                    1,
+                ),
             ],
             title="1-D SSM: gradient descent vs the analytical (logistic) trajectory",
             xlabel="gradient step",
@@ -396,18 +466,32 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
     d = study.direct(scale)
     omega = np.asarray(d["omega"])
     series = [
-        drawing.SeedCurves(f"S4D-LegS, N = {r['N']}", omega, np.maximum(np.asarray(r["error_vs_omega"]), 1e-16)[None, :], i)
+        drawing.SeedCurves(
+            f"S4D-LegS, N = {r['N']}", omega, np.maximum(np.asarray(r["error_vs_omega"]), 1e-16)[None, :], i
+        )
         for i, r in enumerate(d["legs"])
     ]
     series += [
-        drawing.SeedCurves(f"S4-PTD, N = {r['N']}, ε = {r['eps']:g}", omega, np.maximum(np.asarray(r["error_vs_omega"]), 1e-16)[None, :], len(d["legs"]) + i)
+        drawing.SeedCurves(
+            f"S4-PTD, N = {r['N']}, ε = {r['eps']:g}",
+            omega,
+            np.maximum(np.asarray(r["error_vs_omega"]), 1e-16)[None, :],
+            len(d["legs"]) + i,
+        )
         for i, r in enumerate(d["ptd"])
     ]
     yield StudyFigure(
         "ptd-transfer-error-vs-omega",
         "Transfer-function error vs frequency",
         "|G(iω) − G_HiPPO(iω)| / sup|G_HiPPO| for a fixed real readout c; S4D-LegS against HiPPO-LegS of size N, S4-PTD against size N/2.",
-        curves_figure(series, title="Transfer-function error against HiPPO-LegS vs ω", xlabel="ω (rad per unit time)", ylabel="relative error |G − G_HiPPO| / sup|G_HiPPO|", log_x=True, log_y=True),
+        curves_figure(
+            series,
+            title="Transfer-function error against HiPPO-LegS vs ω",
+            xlabel="ω (rad per unit time)",
+            ylabel="relative error |G − G_HiPPO| / sup|G_HiPPO|",
+            log_x=True,
+            log_y=True,
+        ),
     )
     yield StudyFigure(
         "ptd-sup-error-vs-n",
@@ -415,8 +499,18 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
         "Relative sup over ω of the transfer-function error (strong convergence) and relative L2 error of the kernel on t ∈ [0, 10] (weak convergence).",
         curves_figure(
             [
-                drawing.SeedCurves("sup-norm transfer-function error", np.asarray([r["N"] for r in d["legs"]], float), np.asarray([[r["sup_error"] for r in d["legs"]]]), 0),
-                drawing.SeedCurves("kernel L2 error", np.asarray([r["N"] for r in d["legs"]], float), np.asarray([[r["kernel_error"] for r in d["legs"]]]), 1),
+                drawing.SeedCurves(
+                    "sup-norm transfer-function error",
+                    np.asarray([r["N"] for r in d["legs"]], float),
+                    np.asarray([[r["sup_error"] for r in d["legs"]]]),
+                    0,
+                ),
+                drawing.SeedCurves(
+                    "kernel L2 error",
+                    np.asarray([r["N"] for r in d["legs"]], float),
+                    np.asarray([[r["kernel_error"] for r in d["legs"]]]),
+                    1,
+                ),
             ],
             title="S4D-LegS against HiPPO-LegS vs state size N",
             xlabel="state size N",
@@ -431,7 +525,11 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
         "Sup-norm transfer-function error of S4-PTD vs ε",
         f"Relative sup over ω of |G_PTD − G_HiPPO|, N = {d['ptd'][0]['N']} (HiPPO size N/2), optimized perturbation.",
         curves_figure(
-            [drawing.SeedCurves("S4-PTD (optimized E)", eps, np.asarray([[r["sup_error"] for r in d["ptd"]]]), 0)],
+            [
+                drawing.SeedCurves(
+                    "S4-PTD (optimized E)", eps, np.asarray([[r["sup_error"] for r in d["ptd"]]]), 0
+                )
+            ],
             title="S4-PTD against HiPPO-LegS vs perturbation size ε",
             xlabel="ε = ‖E‖₂",
             ylabel="relative sup-norm error",
@@ -445,7 +543,9 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
         "κ₂ of the unit-column eigenvector matrix of A + E for the optimized and a random E of the same norm.",
         curves_figure(
             [
-                drawing.SeedCurves("optimized E", eps, np.asarray([[r["kappa_optimized"] for r in d["ptd"]]]), 0),
+                drawing.SeedCurves(
+                    "optimized E", eps, np.asarray([[r["kappa_optimized"] for r in d["ptd"]]]), 0
+                ),
                 drawing.SeedCurves("random E", eps, np.asarray([[r["kappa_random"] for r in d["ptd"]]]), 1),
             ],
             title="κ(V) of the PTD diagonalization vs ε",
@@ -466,7 +566,10 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
             title="PTD eigenvalues (dots) against S4D-LegS's (circles)",
         ),
     )
-    noise = [curves(label, [fourier_curve(t) for t in model_trials(results, label)], i) for i, label in enumerate(MODELS)]
+    noise = [
+        curves(label, [fourier_curve(t) for t in model_trials(results, label)], i)
+        for i, label in enumerate(MODELS)
+    ]
     yield StudyFigure(
         "ptd-fourier-noise",
         "Accuracy under Fourier-mode input noise, normalized by clean accuracy",

@@ -20,7 +20,7 @@ expected to differ from the paper's. `--scale full` runs the paper's LRA setup.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -171,7 +171,11 @@ class MemoryStudy(Study):
     paper = PAPER
     summary = "init × {trained, frozen} × initial memory length on a memory-bound task"
     claims = CLAIMS
-    time_per_scale = {"smoke": "< 1 min", "quick": "see bench/RESULTS.md", "full": "~days on 1 GPU"}
+    time_per_scale: ClassVar[dict[str, str]] = {
+        "smoke": "< 1 min",
+        "quick": "see bench/RESULTS.md",
+        "full": "~days on 1 GPU",
+    }
 
     def judge(self, results: StudyResults, scale: str) -> list[dict[str, Any]]:
         trained = results.where(LONG, model__train_eigenvalues=True)

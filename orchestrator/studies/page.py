@@ -36,7 +36,7 @@ def render_study_page(summary: dict[str, Any], figures: list[dict[str, str]]) ->
             f"<td><code>{e(claim['id'])}</code><br>{e(claim['statement'])}</td>"
             f"<td>{e(claim['quantity'])}</td>"
             f"<td>{e(format_number(claim['value']))}</td><td>{e(interval)}</td><td>{claim['n']}</td>"
-            f"<td class=\"{e(claim['verdict'])}\">{e(claim['verdict'])}</td>"
+            f'<td class="{e(claim["verdict"])}">{e(claim["verdict"])}</td>'
             f"<td>{e(claim['rule'])}</td>"
             "</tr>"
         )
@@ -48,19 +48,19 @@ def render_study_page(summary: dict[str, Any], figures: list[dict[str, str]]) ->
         for f in figures
     ]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Study {e(summary['study'])} ({e(summary['scale'])})</title>
+<html lang="en"><head><meta charset="utf-8"><title>Study {e(summary["study"])} ({e(summary["scale"])})</title>
 <style>{STYLE}</style></head><body>
-<h1>Study <code>{e(summary['study'])}</code> — {e(summary['scale'])} scale</h1>
-<p>{e(summary['paper'])}</p>
+<h1>Study <code>{e(summary["study"])}</code> — {e(summary["scale"])} scale</h1>
+<p>{e(summary["paper"])}</p>
 <p>Sweeps: {sweeps}. Each claim's rule was fixed in the study's code before any run; the value is the
 mean of the quantity, the interval its 95% Student-t interval over the n values (no interval: a
 direct computation or fewer than two values).</p>
 <h2>Claims</h2>
 <table><thead><tr><th>claim</th><th>quantity</th><th>value</th><th>95% interval</th><th>n</th>
 <th>verdict</th><th>rule</th></tr></thead><tbody>
-{''.join(rows)}
+{"".join(rows)}
 </tbody></table>
 <h2>Figures</h2>
-{''.join(blocks) or '<p>No figures.</p>'}
+{"".join(blocks) or "<p>No figures.</p>"}
 </body></html>
 """

@@ -22,7 +22,7 @@ cannot show: the LRA accuracies (S4D ≈ 85% average, S5-PTD 87.6%) — `--scale
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,7 +31,9 @@ from .claims import ClaimDefinition, direct, judged, positive, t_interval, thres
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER_S4D = "Gu, Gupta, Goel, Ré — On the parameterization and initialization of diagonal SSMs (S4D)"
-PAPER_PTD = "Yu, Nigmetov, Morozov, Mahoney, Erichson — Robustifying SSMs via approximate diagonalization (PTD)"
+PAPER_PTD = (
+    "Yu, Nigmetov, Morozov, Mahoney, Erichson — Robustifying SSMs via approximate diagonalization (PTD)"
+)
 HIGH_FREQUENCY = 0.25  # cycles per step: the noise frequencies the robustness claims average over (≥)
 
 # Per scale: the state sizes of the sweep over N, the ε grid (at state size EPS_N) and the ω grid.
@@ -52,7 +54,9 @@ CLAIMS = (
         "S4D-LegS recovers the S4 (HiPPO-LegS) kernel in the limit of infinite state dimension",
         "relative L2 error of the S4D-LegS kernel against HiPPO-LegS's on t ∈ [0, 10], at the largest N "
         "divided by at the smallest N (direct computation)",
-        threshold(lambda v: v < 0.5, "holds if the error at the largest N is below half of that at the smallest N"),
+        threshold(
+            lambda v: v < 0.5, "holds if the error at the largest N is below half of that at the smallest N"
+        ),
     ),
     ClaimDefinition(
         "legs-not-strong",
@@ -235,7 +239,11 @@ class PtdStudy(Study):
     paper = f"{PAPER_S4D}; {PAPER_PTD}"
     summary = "transfer-function error vs ω, N and ε; κ(V) vs ε; accuracy under Fourier-mode noise"
     claims = CLAIMS
-    time_per_scale = {"smoke": "< 1 min", "quick": "see bench/RESULTS.md", "full": "~days on 1 GPU"}
+    time_per_scale: ClassVar[dict[str, str]] = {
+        "smoke": "< 1 min",
+        "quick": "see bench/RESULTS.md",
+        "full": "~days on 1 GPU",
+    }
 
     def __init__(self):
         self._direct: dict[str, dict[str, Any]] = {}

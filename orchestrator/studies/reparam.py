@@ -27,7 +27,7 @@ import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -187,7 +187,11 @@ class ReparamStudy(Study):
     paper = PAPER
     summary = "{none, exp, softplus, best} × ssm_lr × target decay × state size, with E(β)"
     claims = CLAIMS
-    time_per_scale = {"smoke": "< 1 min", "quick": "see bench/RESULTS.md", "full": "~1 day on 1 GPU"}
+    time_per_scale: ClassVar[dict[str, str]] = {
+        "smoke": "< 1 min",
+        "quick": "see bench/RESULTS.md",
+        "full": "~1 day on 1 GPU",
+    }
 
     def __init__(self):
         self._perturbation: dict[int, dict[str, Any]] = {}
@@ -200,7 +204,12 @@ class ReparamStudy(Study):
             for trial in perturbation_trials(results):
                 errors = perturbation_errors(trial.config)
                 rows.append(
-                    {"reparam": trial.get("model.reparam"), "seed": trial.seed, "betas": list(BETAS), "errors": errors}
+                    {
+                        "reparam": trial.get("model.reparam"),
+                        "seed": trial.seed,
+                        "betas": list(BETAS),
+                        "errors": errors,
+                    }
                 )
             self._perturbation = {key: rows}
         return self._perturbation[key]

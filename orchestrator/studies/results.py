@@ -116,7 +116,11 @@ def load_results(session: Session, sweeps: Mapping[str, int]) -> StudyResults:
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         try:
-            return a is not None and b is not None and abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
+            return (
+                a is not None
+                and b is not None
+                and abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
+            )
         except (TypeError, ValueError):
             return False
     return a == b

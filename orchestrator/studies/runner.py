@@ -138,9 +138,9 @@ def study_summary(
 ) -> dict[str, Any]:
     """The study's summary.json: the study, its sweeps, per configuration group (the config without
     seed) the test metric's mean ± std over seeds and n, and the claims."""
-    from ..spec import group_key
-
     from ssm.config import TrialConfig
+
+    from ..spec import group_key
 
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for trial in results.trials:
@@ -167,9 +167,7 @@ def study_summary(
     for group in groups.values():
         values = group.pop("test_metric")
         mean = sum(values) / len(values) if values else None
-        std = (
-            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-        )
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
         rows.append({**group, "test_metric": {"mean": mean, "std": std, "n": len(values)}})
     return {
         "study": study.name,

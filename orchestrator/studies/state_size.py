@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -115,7 +115,11 @@ class StateSizeStudy(Study):
     paper = PAPER
     summary = "linear SSM, N ∈ {2 … 64}, SGD, white vs coloured input: loss vs step, steps-to-threshold vs N"
     claims = CLAIMS
-    time_per_scale = {"smoke": "< 1 min", "quick": "see bench/RESULTS.md", "full": "~hours on 1 GPU"}
+    time_per_scale: ClassVar[dict[str, str]] = {
+        "smoke": "< 1 min",
+        "quick": "see bench/RESULTS.md",
+        "full": "~hours on 1 GPU",
+    }
 
     def judge(self, results: StudyResults, scale: str) -> list[dict[str, Any]]:
         out = []
@@ -130,9 +134,17 @@ class StateSizeStudy(Study):
                 [t for t in white if t.get("model.d_state") == sizes[0]],
                 lambda t: _log(_steps(t)),
             )
-        details = {"differences": ratios, "n_min": sizes[0] if sizes else None, "n_max": sizes[-1] if sizes else None}
+        details = {
+            "differences": ratios,
+            "n_min": sizes[0] if sizes else None,
+            "n_max": sizes[-1] if sizes else None,
+        }
         out.append(
-            judged(self.claim("state-size-changes-convergence"), t_interval(ratios), {**details, "censored": censored})
+            judged(
+                self.claim("state-size-changes-convergence"),
+                t_interval(ratios),
+                {**details, "censored": censored},
+            )
         )
 
         colour = paired_differences(

@@ -93,7 +93,11 @@ def memory_results(frozen_minus_trained: list[float]) -> StudyResults:
 
 @pytest.mark.parametrize(
     ("differences", "verdict"),
-    [([0.5, -0.2, 0.1, 0.3], "holds"), ([-5.0, -4.0, -6.0, -5.5], "fails"), ([-3.0, 2.0, -1.0, 0.5], "inconclusive")],
+    [
+        ([0.5, -0.2, 0.1, 0.3], "holds"),
+        ([-5.0, -4.0, -6.0, -5.5], "fails"),
+        ([-3.0, 2.0, -1.0, 0.5], "inconclusive"),
+    ],
 )
 def test_memory_rc_comparable_claim_from_results(differences, verdict):
     claims = {c["id"]: c for c in get_study("memory").judge(memory_results(differences), "quick")}
@@ -117,8 +121,12 @@ def test_epochs_to_converge_is_the_first_epoch_at_95_percent_of_the_best():
 
 
 def test_state_size_steps_are_censored_at_the_steps_run():
-    done = TrialOutcome("main", {"seed": 0}, "completed", {"steps_to_threshold": 7, "step_losses": [1.0] * 20})
-    never = TrialOutcome("main", {"seed": 0}, "completed", {"steps_to_threshold": None, "step_losses": [1.0] * 20})
+    done = TrialOutcome(
+        "main", {"seed": 0}, "completed", {"steps_to_threshold": 7, "step_losses": [1.0] * 20}
+    )
+    never = TrialOutcome(
+        "main", {"seed": 0}, "completed", {"steps_to_threshold": None, "step_losses": [1.0] * 20}
+    )
     assert steps_to_threshold(done) == (7.0, False)
     assert steps_to_threshold(never) == (21.0, True)
 
@@ -145,7 +153,10 @@ def test_ptd_transfer_functions_match_a_dense_solve():
     init = diag_init("ptd", N, eps=1e-6, perturbation="random")
     # the slot system with outputs 2·Re, as a dense real-input system: Σ over slots and conjugates
     lam, weight = init.lam.numpy(), (c @ init.from_slots.numpy()) * init.B.numpy()
-    explicit = [sum(w / (1j * x - l) + np.conj(w) / (1j * x - np.conj(l)) for l, w in zip(lam, weight)) for x in omega]
+    explicit = [
+        sum(w / (1j * x - l) + np.conj(w) / (1j * x - np.conj(l)) for l, w in zip(lam, weight, strict=True))
+        for x in omega
+    ]
     assert slot_transfer(init, c, omega) == pytest.approx(np.array(explicit), rel=1e-12)
     A, B = (t.numpy() for t in hippo_legs(N // 2))
     dense = [c @ np.linalg.inv(1j * x * np.eye(N // 2) - A) @ B for x in omega]
@@ -190,7 +201,9 @@ def test_study_list_and_show():
     names = [s["name"] for s in json.loads(listed.stdout)]
     assert names == list(STUDY_NAMES)
     shown = runner.invoke(app, ["study", "show", "ptd", "--scale", "quick"])
-    assert shown.exit_code == 0 and "name: study-ptd-quick-hippo" in shown.stdout and "layer: s4" in shown.stdout
+    assert (
+        shown.exit_code == 0 and "name: study-ptd-quick-hippo" in shown.stdout and "layer: s4" in shown.stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -257,6 +270,8 @@ def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = CliRunner().invoke(app, ["study", "run", "state-size", "--scale", "smoke", "--out", str(blocker)])
+    result = CliRunner().invoke(
+        app, ["study", "run", "state-size", "--scale", "smoke", "--out", str(blocker)]
+    )
     assert result.exit_code == 2
     assert "is a file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
