@@ -48,7 +48,12 @@ def curves_figure(
         note=note,
     )
     if log_x:
-        figure.axes[0].set_xscale("log")
+        axis = figure.axes[0]
+        axis.set_xscale("log")
+        xs = sorted({float(x) for s in series for x in s.x})
+        if len(xs) <= 12:  # a few settings (N, ε, ssm_lr): label each one as written, not 2×10⁰
+            axis.set_xticks(xs, [f"{x:g}" for x in xs])
+            axis.minorticks_off()
     return figure
 
 
