@@ -15,6 +15,8 @@ SERVICE_MODULES = frozenset(
         "alembic",
         "fastapi",
         "httpx",
+        "jinja2",
+        "matplotlib",
         "optuna",
         "PIL",
         "prometheus_client",
@@ -110,6 +112,7 @@ def _register() -> None:
         trials_command,
     )
     from .data import data_app
+    from .report import report_command
     from .run import db_app, run_command
     from .serve import serve_command
     from .study import study_app
@@ -124,6 +127,7 @@ def _register() -> None:
     app.command("cancel")(cancel_command)
     app.command("trials")(trials_command)
     app.command("leaderboard")(leaderboard_command)
+    app.command("report")(report_command)
     app.add_typer(token_app, name="token")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")

@@ -1,0 +1,85 @@
+"""`ssmbench report SWEEP_ID… --out DIR`: a sweep's page, figures and summary, from the database."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import console, err_console, fail
+
+
+def report_command(
+    sweep_ids: Annotated[list[int], typer.Argument(metavar="SWEEP_ID", help="Sweeps to report together.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write index.html, figures/ and summary.json to.")
+    ],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL to read (default $SSMBENCH_DATABASE_URL or the SQLite file in the user data dir).",
+        ),
+    ] = None,
+) -> None:
+    """Write the report of one or more sweeps: DIR/index.html (spec, leaderboard with the published
+    baselines, figures), DIR/figures/NAME.png and .svg, DIR/summary.json (mean ± std per
+    configuration over seeds). Reads the database directly."""
+    from orchestrator.settings import Settings
+
+    _check_writable(out)
+    url = db or Settings().database_url
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from orchestrator.db import DatabaseNotMigrated, make_engine, require_migrated, session_factory
+    from orchestrator.report import build_report
+    from orchestrator.report.data import ReportError
+
+    if url.startswith("sqlite") and not _sqlite_file_exists(url):
+        fail(f"no database at {url}")
+    engine = make_engine(url)
+    try:
+        require_migrated(engine)
+        with session_factory(engine)() as session:
+            index = build_report(session, sweep_ids, out, progress=_progress)
+    except (ReportError, DatabaseNotMigrated) as err:
+        fail(str(err))
+    except SQLAlchemyError as err:
+        fail(f"cannot read {url}: {type(err).__name__}: {str(err).splitlines()[0]}", code=1)
+    except OSError as err:
+        fail(f"cannot write the report to {out}: {err.strerror or err}")
+    finally:
+        engine.dispose()
+    console.print(f"report written to {index}")
+
+
+def _progress(done: int, total: int, name: str) -> None:
+    err_console.print(f"[{done + 1}/{total}] {name}", highlight=False, markup=False)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work when the report could not be written: `out` is a file, or its nearest
+    existing ancestor does not accept new entries."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} exists and is not a directory")
+    existing = out if out.exists() else next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir():
+        fail(f"--out {out}: {existing} is not a directory")
+    # The report is staged beside `out` and moved in: both places must take new files.
+    for place in {existing, out.absolute().parent} if out.absolute().parent.exists() else {existing}:
+        try:
+            with tempfile.TemporaryDirectory(dir=place):
+                pass
+        except OSError as err:
+            fail(f"--out {out}: cannot write in {place}: {err.strerror or err}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"--out {out}: {existing} is not writable")
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return not path or path == ":memory:" or Path(path).expanduser().exists()
