@@ -2,16 +2,16 @@
 config hash already has a completed result reuses it), judge the claims, write the report.
 
     DIR/summary.json     the study, its sweeps, per configuration group mean ± std over seeds, the claims
-    DIR/figures/*.png    the study's figures (and .svg beside each)
-    DIR/index.html       the page: verdict table, figures
+    DIR/figures/*.png    the study's figures, then the sweeps' own report figures (and .svg beside each)
+    DIR/index.html       the page: sweeps, leaderboard, claims with their verdicts, figures
+
+written by the report module (`orchestrator.report.build.write_report`).
 
 `run_study` is what `ssmbench study run` calls; `report_study` writes the report of sweeps that ran.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,7 +94,8 @@ def run_study(
     run.claims = study.judge(results, scale)
     judged_at = time.perf_counter()
     if out_dir is not None:
-        run.out_dir = report_study(study, scale, results, sweeps, out_dir, claims=run.claims)
+        with sessions() as s:
+            run.out_dir = report_study(study, scale, s, results, sweeps, out_dir, claims=run.claims)
     run.seconds = {
         "sweeps": trained - started,
         "claims": judged_at - trained,
@@ -107,87 +108,30 @@ def run_study(
 def report_study(
     study: Study,
     scale: str,
+    session: Any,
     results: StudyResults,
     sweeps: dict[str, int],
     out_dir: Path,
     *,
     claims: list[dict[str, Any]],
 ) -> Path:
-    """Write summary.json, the study's figures and index.html into `out_dir` (created)."""
-    from ..report import figures as drawing
+    """Write the study's report into `out_dir` with the report module (`orchestrator.report`): the
+    sweeps' page, figures and summary.json, with the claims, the study's own figures first and
+    "study" ({name, paper, scale, sweeps}) in summary.json. Returns `out_dir`."""
+    from ..report.build import diagnostic_runs, write_report
+    from ..report.data import load_diagnostic_arrays, load_report_data
 
-    out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    written = []
-    for item in study.figures(results, scale):
-        png, svg = drawing.to_png_and_svg(item.figure)
-        (out_dir / "figures" / f"{item.name}.png").write_bytes(png)
-        (out_dir / "figures" / f"{item.name}.svg").write_bytes(svg)
-        written.append({"name": item.name, "title": item.title, "caption": item.caption})
-        item.figure.clear()
-    summary = study_summary(study, scale, results, sweeps, claims)
-    (out_dir / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-    from .page import render_study_page
-
-    (out_dir / "index.html").write_text(render_study_page(summary, written))
-    return out_dir
-
-
-def study_summary(
-    study: Study, scale: str, results: StudyResults, sweeps: dict[str, int], claims: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The study's summary.json: the study, its sweeps, per configuration group (the config without
-    seed) the test metric's mean ± std over seeds and n, and the claims."""
-    from ssm.config import TrialConfig
-
-    from ..spec import group_key
-
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for trial in results.trials:
-        config = TrialConfig.model_validate(trial.config)
-        key = (trial.part, config.task.name + ":" + group_key(config))
-        group = groups.setdefault(
-            key,
-            {
-                "part": trial.part,
-                "task": config.task.name,
-                "task_options": config.task.options,
-                "model": config.model.model_dump(mode="json"),
-                "optim": config.optim.model_dump(mode="json"),
-                "states": {},
-                "test_metric": [],
-                "metric": None,
-            },
-        )
-        group["states"][trial.state] = group["states"].get(trial.state, 0) + 1
-        if trial.test_metric is not None:
-            group["test_metric"].append(trial.test_metric)
-            group["metric"] = trial.result.get("metric")
-    rows = []
-    for group in groups.values():
-        values = group.pop("test_metric")
-        mean = sum(values) / len(values) if values else None
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-        rows.append({**group, "test_metric": {"mean": mean, "std": std, "n": len(values)}})
-    return {
-        "study": study.name,
-        "paper": study.paper,
-        "scale": scale,
-        "sweeps": [{"part": part, "id": sweep_id} for part, sweep_id in sweeps.items()],
-        "groups": rows,
-        "claims": claims,
-    }
+    data = load_report_data(session, list(sweeps.values()))
+    arrays = load_diagnostic_arrays(session, diagnostic_runs(data))
+    write_report(
+        data,
+        Path(out_dir),
+        arrays=arrays,
+        claims=claims,
+        study_figures=study.figures(results, scale),
+        study={"name": study.name, "paper": study.paper, "scale": scale, "sweeps": sweeps},
+    )
+    return Path(out_dir)
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and ±inf become None (JSON has no such numbers)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-__all__ = ["StudyRun", "report_study", "run_study", "study_summary"]
+__all__ = ["StudyRun", "report_study", "run_study"]
