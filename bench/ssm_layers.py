@@ -1,11 +1,17 @@
 """Forward+backward time and peak memory of the S4, S4D and S5 layers against naive baselines.
 
-Issue 3, §4. For each size (H, N, L) every layer runs forward+backward on a (batch, L, H) input on the
-current device (CUDA if available, else CPU). Two layers have a naive baseline, measured in the same run:
+Issue 3, §4 and issue 18, §3. For each size (H, N, L) every layer runs forward+backward on a
+(batch, L, H) input on the current device (CUDA if available, else CPU). Each row compares a layer
+with another variant measured in the same run:
 
 - S4D against S4D with its kernel computed by `vandermonde_kernel`: the materialized (H, N/2, L)
   Vandermonde product that the state-spaces/s4 reference code uses. A second row times the kernel
   alone (`layer.kernel(L)` forward+backward), to separate the formulation from the rest of the layer.
+- S4 against S4D of the same size: not the same function, so no output difference; the ratios are
+  what S4's low-rank term costs over a diagonal SSM (issue 18's targets: ≤ 5× the time, ≤ 10× the
+  peak memory at H=256, N=64, L=4096). A second row times S4's kernel alone against
+  `reference.dplr_kernel`, Algorithm 1 as written with materialized complex128 Cauchy matrices; its
+  "max rel. diff" is the fast fp32 kernel's distance from that float64 computation.
 - S5 against S5 with its parallel scan replaced by a sequential Python loop over time.
 
 Time: median over up to `--repeats` timed forward+backward passes after `--warmup` untimed ones; a
@@ -22,6 +28,7 @@ of the measured pass cannot hide in heap memory kept from the warmup.
     python bench/ssm_layers.py                  # the three sizes of the issue (15-25 minutes on 2 CPUs)
     python bench/ssm_layers.py --quick          # a smoke run in seconds
     python bench/ssm_layers.py --sizes 64,32,2048 --repeats 3 --no-memory
+    python bench/ssm_layers.py --sizes 256,64,4096 --only s4 s4-kernel   # issue 18's S4 targets
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ssm.kernels import backend, vandermonde_kernel
+from ssm.kernels import backend, reference, vandermonde_kernel
 from ssm.layers import S4, S4D, S5, SSMLayer
 from ssm.layers.base import as_complex
 
@@ -53,6 +60,10 @@ S4D_TARGET_LENGTHS = (4096, 16384)
 S4D_TARGET_SPEEDUP = 2.0
 S5_TARGET_LENGTH = 16384
 S5_TARGET_SPEEDUP = 10.0
+# Issue 18 §3: S4 within these multiples of S4D's time and peak memory at this size.
+S4_TARGET_SIZE = (256, 64, 4096)
+S4_TARGET_TIME_MULTIPLE = 5.0
+S4_TARGET_MEMORY_MULTIPLE = 10.0
 MB = 2**20
 
 Size = tuple[int, int, int]
@@ -65,6 +76,14 @@ class S4DVandermonde(S4D):
     def _kernels(self, L: int) -> list[torch.Tensor]:
         lam, dt, B = self.eig(), torch.exp(self.log_dt), as_complex(self.B)
         return [vandermonde_kernel(lam, B, as_complex(C), dt, L, self.discretization) for C in self.C]
+
+
+class S4MaterializedCauchy(S4):
+    """S4 whose kernel is `reference.dplr_kernel`: Algorithm 1 with (H, N, L/2+1) complex128 Cauchy matrices."""
+
+    def _kernels(self, L: int) -> list[torch.Tensor]:
+        lam, dt, P, B = self.eig(), torch.exp(self.log_dt), as_complex(self.P), as_complex(self.B)
+        return [reference.dplr_kernel(lam, P, B, as_complex(C), dt, self.l_max)[:, :L] for C in self.C]
 
 
 class S5Sequential(S5):
@@ -90,6 +109,7 @@ VARIANTS: dict[str, Callable[[int, int, int], SSMLayer]] = {
     "s4d": lambda H, N, L: S4D(H, N),
     "s4d-vandermonde": lambda H, N, L: S4DVandermonde(H, N),
     "s4": lambda H, N, L: S4(H, N, l_max=L),
+    "s4-cauchy": lambda H, N, L: S4MaterializedCauchy(H, N, l_max=L),
     "s5": lambda H, N, L: S5(H, N),
     "s5-sequential": lambda H, N, L: S5Sequential(H, N),
 }
@@ -97,21 +117,32 @@ VARIANTS: dict[str, Callable[[int, int, int], SSMLayer]] = {
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a library layer and, optionally, the naive baseline it is compared with."""
+    """One table row: a library layer and, optionally, the variant it is compared with."""
 
+    key: str  # what `--only` selects
     label: str
     variant: str
     baseline: str | None = None
     baseline_label: str = "—"
     kernel_only: bool = False  # time `layer.kernel(L)` forward+backward instead of the whole layer
+    same_function: bool = True  # the baseline computes the same outputs (a max rel. diff applies)
 
 
 ROWS = (
-    Row("S4D", "s4d", "s4d-vandermonde", "materialized Vandermonde"),
-    Row("S4D kernel only", "s4d", "s4d-vandermonde", "materialized Vandermonde", kernel_only=True),
-    Row("S4", "s4"),
-    Row("S5", "s5", "s5-sequential", "sequential loop"),
+    Row("s4d", "S4D", "s4d", "s4d-vandermonde", "materialized Vandermonde"),
+    Row(
+        "s4d-kernel",
+        "S4D kernel only",
+        "s4d",
+        "s4d-vandermonde",
+        "materialized Vandermonde",
+        kernel_only=True,
+    ),
+    Row("s4", "S4", "s4", "s4d", "S4D (not the same function)", same_function=False),
+    Row("s4-kernel", "S4 kernel only", "s4", "s4-cauchy", "materialized Cauchy", kernel_only=True),
+    Row("s5", "S5", "s5", "s5-sequential", "sequential loop"),
 )
+ROW_KEYS = tuple(row.key for row in ROWS)
 
 
 # --- one workload, timed and measured --------------------------------------------------------------
@@ -276,6 +307,7 @@ def measure_row(row: Row, size: Size, args: argparse.Namespace, device: torch.de
     if row.baseline:
         base = timing[row.baseline]
         m.base_ms, m.base_mb, m.base_passes = base.ms, memory[row.baseline], len(base.times)
+    if row.baseline and row.same_function:
         m.rel_diff = ((base.output - ours.output).abs().max() / ours.output.abs().max()).item()
     return m
 
@@ -325,12 +357,40 @@ def table(results: list[Measured]) -> str:
     return "\n".join([line(HEADER), "|" + "|".join(rule) + "|", *map(line, rows[1:])])
 
 
-def _verdict(x: float | None, threshold: float) -> str:
-    return "not measured" if x is None else f"{'yes' if x >= threshold else 'no'} ({x:.2f}×)"
+def _verdict(x: float | None, threshold: float, at_most: bool = False) -> str:
+    if x is None:
+        return "not measured"
+    return f"{'yes' if (x <= threshold if at_most else x >= threshold) else 'no'} ({x:.2f}×)"
+
+
+def _inverse(x: float | None) -> float | None:
+    return None if not x else 1 / x
+
+
+def s4_target_lines(results: list[Measured]) -> list[str]:
+    """Issue 18 §3: S4 against S4D (time, peak memory) and the fast kernel against float64 Algorithm 1."""
+    by_key = {(m.row.key, m.size): m for m in results}
+    size = S4_TARGET_SIZE
+    where = f"at (H, N, L) = {size}"
+    s4 = by_key.get(("s4", size))
+    time_multiple, memory_multiple = _inverse(s4 and s4.speedup), _inverse(s4 and s4.memory_ratio)
+    kernel = by_key.get(("s4-kernel", size))
+    numerics = (
+        "not measured"
+        if kernel is None
+        else f"{'yes' if kernel.rel_diff <= 1e-5 else 'no'} ({kernel.rel_diff:.1e})"
+    )
+    return [
+        f"S4 fwd+bwd time ≤ {S4_TARGET_TIME_MULTIPLE:g}× S4D's {where}: "
+        + _verdict(time_multiple, S4_TARGET_TIME_MULTIPLE, at_most=True),
+        f"S4 peak memory ≤ {S4_TARGET_MEMORY_MULTIPLE:g}× S4D's {where}: "
+        + _verdict(memory_multiple, S4_TARGET_MEMORY_MULTIPLE, at_most=True),
+        f"S4 kernel within 1e-5 of float64 Algorithm 1 {where}: {numerics}",
+    ]
 
 
 def target_lines(results: list[Measured]) -> list[str]:
-    """One line per target of the issue (§4)."""
+    """One line per target of issue 3 (§4) and issue 18 (§3)."""
     by_key = {(m.row.label, m.size[2]): m for m in results}
     lines = []
     s4d = [by_key.get(("S4D", L)) for L in S4D_TARGET_LENGTHS]
@@ -349,7 +409,7 @@ def target_lines(results: list[Measured]) -> list[str]:
     s5 = by_key.get(("S5", S5_TARGET_LENGTH))
     verdict = _verdict(s5 and s5.speedup, S5_TARGET_SPEEDUP)
     lines.append(f"S5 scan ≥ {S5_TARGET_SPEEDUP:g}× sequential at L={S5_TARGET_LENGTH}: {verdict}")
-    return lines
+    return lines + s4_target_lines(results)
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -385,6 +445,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--memory", action=argparse.BooleanOptionalAction, default=True, help="measure peak memory"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=ROW_KEYS,
+        metavar="ROW",
+        help=f"measure only these rows ({', '.join(ROW_KEYS)})",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run that finishes in seconds")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
@@ -423,7 +490,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"peak memory: {memory_method if args.memory else 'not measured (--no-memory)'}")
     print("timings are noisy on a shared machine; the claims are ratios within this one run")
 
-    results = [measure_row(row, size, args, device) for size in args.sizes for row in ROWS]
+    rows = [row for row in ROWS if not args.only or row.key in args.only]
+    results = [measure_row(row, size, args, device) for size in args.sizes for row in rows]
     print()
     print(table(results))
     print()

@@ -66,8 +66,6 @@ def normal_part_eigen(N: int) -> tuple[torch.Tensor, torch.Tensor]:
     return -0.5 + 1j * mu[keep].to(torch.complex128), V[:, keep]
 
 
-
-
 @dataclass(frozen=True)
 class DiagonalInit:
     """A diagonal initial system in N/2 complex slots, outputs 2·Re (REFERENCE.md §1).

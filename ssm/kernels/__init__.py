@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from . import reference
+from . import dplr, reference
 from .reference import DISCRETIZATIONS
 
 BACKENDS = ("torch", "triton")
@@ -115,8 +115,11 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 @full_precision
 def dplr_kernel(lam, P, B, C, dt, L: int) -> torch.Tensor:
-    """S4 (DPLR, bilinear) kernel (H, L); see `reference.dplr_kernel`."""
-    return reference.dplr_kernel(lam, P, B, C, dt, L)
+    """S4 (DPLR, bilinear) kernel (H, L), the contract of `reference.dplr_kernel`, computed by
+    `dplr.dplr_kernel`: its Cauchy sums run in Triton where the backend is "triton", else in PyTorch."""
+    triton_kernels = _triton_module() if backend(lam.device) == "triton" else None
+    sums = triton_kernels.cauchy_sums if triton_kernels is not None else dplr.cauchy_sums
+    return dplr.dplr_kernel(lam, P, B, C, dt, L, sums)
 
 
 __all__ = [

@@ -48,8 +48,9 @@ def _compose(a1_re, a1_im, b1_re, b1_im, a2_re, a2_im, b2_re, b2_im):
 
 
 @triton.jit
-def _load_steps(a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE: tl.constexpr):
-    """The maps x ↦ coef·x + v of scan steps js (BLOCK, BLOCK_P tile) and their memory offsets.
+def _scan_steps(a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE: tl.constexpr):
+    """The maps x ↦ coef·x + v of scan steps js (BLOCK, BLOCK_P tile), composed from the first step on:
+    (A, B) with x_j = A_j x_start + B_j; and the steps' memory offsets and mask.
 
     Forward: step j is time k = j, coef = a_k, v = b_k.
     REVERSE: step j is time k = L−1−j, coef = conj(a_{k+1}) (1 at k = L−1: it multiplies the zero
@@ -72,7 +73,8 @@ def _load_steps(a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE: tl
     at = ((batch * L + ks[:, None]) * P + ps[None, :]) * 2
     v_re = tl.load(v_ptr + at, mask=valid, other=0.0)
     v_im = tl.load(v_ptr + at + 1, mask=valid, other=0.0)
-    return coef_re, coef_im, v_re, v_im, at, valid
+    A_re, A_im, B_re, B_im = tl.associative_scan((coef_re, coef_im, v_re, v_im), 0, _compose)
+    return A_re, A_im, B_re, B_im, at, valid
 
 
 @triton.jit
@@ -102,10 +104,7 @@ def _chunk_totals_kernel(
     ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(2)
     js = c * BLOCK_L + tl.arange(0, BLOCK_L)
-    coef_re, coef_im, v_re, v_im, _, _ = _load_steps(
-        a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE
-    )
-    A_re, A_im, B_re, B_im = tl.associative_scan((coef_re, coef_im, v_re, v_im), 0, _compose)
+    A_re, A_im, B_re, B_im, _, _ = _scan_steps(a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE)
     out = ((batch * C + c) * P + ps) * 2
     in_p = ps < P
     tl.store(tot_a_ptr + out, _last_row(A_re, BLOCK_L), mask=in_p)
@@ -132,10 +131,9 @@ def _chunk_carries_kernel(
     for c0 in range(0, C, BLOCK_C):
         cs = c0 + tl.arange(0, BLOCK_C)
         # The totals are a (B, C, P) scan of the same form, stored contiguously.
-        A_re, A_im, B_re, B_im, _, valid = _load_steps(
+        A_re, A_im, B_re, B_im, _, valid = _scan_steps(
             tot_a_ptr, C * P * 2, P * 2, 2, tot_b_ptr, batch, cs, ps, C, P, False
         )
-        A_re, A_im, B_re, B_im = tl.associative_scan((A_re, A_im, B_re, B_im), 0, _compose)
         X_re = A_re * carry_re[None, :] - A_im * carry_im[None, :] + B_re
         X_im = A_re * carry_im[None, :] + A_im * carry_re[None, :] + B_im
         out = ((batch * (C + 1) + cs[:, None] + 1) * P + ps[None, :]) * 2
@@ -170,10 +168,9 @@ def _chunk_apply_kernel(
     ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(2)
     js = c * BLOCK_L + tl.arange(0, BLOCK_L)
-    coef_re, coef_im, v_re, v_im, at, valid = _load_steps(
+    A_re, A_im, B_re, B_im, at, valid = _scan_steps(
         a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE
     )
-    A_re, A_im, B_re, B_im = tl.associative_scan((coef_re, coef_im, v_re, v_im), 0, _compose)
     start = ((batch * (C + 1) + c) * P + ps) * 2
     carry_re = tl.load(carry_ptr + start, mask=ps < P, other=0.0)[None, :]  # (1, BLOCK_P)
     carry_im = tl.load(carry_ptr + start + 1, mask=ps < P, other=0.0)[None, :]

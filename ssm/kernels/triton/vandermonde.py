@@ -53,6 +53,17 @@ def _powers(l, s_re, f1, f2, f3):
 
 
 @triton.jit
+def _load_powers_operands(s_re_ptr, f1_ptr, f2_ptr, f3_ptr, at, in_n):
+    """Re s and the split turns f1, f2, f3 of slots `at`, as (BLOCK_N, 1) columns; 0 in padded slots,
+    where exp stays finite (and CB = 0 there in the forward)."""
+    s_re = tl.load(s_re_ptr + at, mask=in_n, other=0.0)[:, None]
+    f1 = tl.load(f1_ptr + at, mask=in_n, other=0.0)[:, None]
+    f2 = tl.load(f2_ptr + at, mask=in_n, other=0.0)[:, None]
+    f3 = tl.load(f3_ptr + at, mask=in_n, other=0.0)[:, None]
+    return s_re, f1, f2, f3
+
+
+@triton.jit
 def _vandermonde_fwd_kernel(
     cb_re_ptr,  # (H, N2) Re CB
     cb_im_ptr,  # (H, N2) Im CB
@@ -75,13 +86,9 @@ def _vandermonde_fwd_kernel(
         ns = n0 + tl.arange(0, BLOCK_N)
         in_n = ns < N2
         at = h * N2 + ns
-        # Padded slots have CB = 0 and contribute nothing; s = 0 keeps exp finite there.
         cb_re = tl.load(cb_re_ptr + at, mask=in_n, other=0.0)[:, None]  # (BLOCK_N, 1)
         cb_im = tl.load(cb_im_ptr + at, mask=in_n, other=0.0)[:, None]
-        s_re = tl.load(s_re_ptr + at, mask=in_n, other=0.0)[:, None]
-        f1 = tl.load(f1_ptr + at, mask=in_n, other=0.0)[:, None]
-        f2 = tl.load(f2_ptr + at, mask=in_n, other=0.0)[:, None]
-        f3 = tl.load(f3_ptr + at, mask=in_n, other=0.0)[:, None]
+        s_re, f1, f2, f3 = _load_powers_operands(s_re_ptr, f1_ptr, f2_ptr, f3_ptr, at, in_n)
         v_re, v_im = _powers(l, s_re, f1, f2, f3)  # (BLOCK_N, BLOCK_L)
         acc += tl.sum(cb_re * v_re - cb_im * v_im, axis=0)
     tl.store(k_ptr + h * L + ls, 2.0 * acc, mask=ls < L)
@@ -116,10 +123,7 @@ def _vandermonde_bwd_kernel(
     split = tl.program_id(2)
     in_n = ns < N2
     at = h * N2 + ns
-    s_re = tl.load(s_re_ptr + at, mask=in_n, other=0.0)[:, None]  # (BLOCK_N, 1)
-    f1 = tl.load(f1_ptr + at, mask=in_n, other=0.0)[:, None]
-    f2 = tl.load(f2_ptr + at, mask=in_n, other=0.0)[:, None]
-    f3 = tl.load(f3_ptr + at, mask=in_n, other=0.0)[:, None]
+    s_re, f1, f2, f3 = _load_powers_operands(s_re_ptr, f1_ptr, f2_ptr, f3_ptr, at, in_n)  # (BLOCK_N, 1)
     s0_re = tl.zeros((BLOCK_N,), dtype=tl.float32)
     s0_im = tl.zeros((BLOCK_N,), dtype=tl.float32)
     s1_re = tl.zeros((BLOCK_N,), dtype=tl.float32)

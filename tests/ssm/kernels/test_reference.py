@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssm.init import diag_init, hippo_legs, hippo_legs_nplr, normal_part_eigen
-from ssm.kernels import cauchy, dplr_kernel, fft_conv, linear_scan, s4d_kernel, vandermonde_kernel
+from ssm.kernels import cauchy, dplr_kernel, fft_conv, linear_scan, reference, s4d_kernel, vandermonde_kernel
 from ssm.kernels.reference import s4d_kernel as s4d_kernel_blocked
 
 
@@ -90,8 +90,10 @@ def test_a_fully_decayed_mode_gives_zeros_not_nan():
     assert torch.isfinite(K).all() and K[0, 1:].abs().max() == 0
 
 
-def test_dplr_kernel_equals_dense_hippo_bilinear():
-    """S4's Cauchy/Woodbury kernel = the dense HiPPO-LegS system discretized bilinearly (numpy loop)."""
+@pytest.mark.parametrize("kernel", [reference.dplr_kernel, dplr_kernel], ids=["reference", "dispatched"])
+def test_dplr_kernel_equals_dense_hippo_bilinear(kernel):
+    """S4's Cauchy/Woodbury kernel = the dense HiPPO-LegS system discretized bilinearly (numpy loop),
+    as Algorithm 1 is written (reference) and as `ssm.kernels.dplr_kernel` computes it."""
     N, L = 16, 300
     A, Bh = (x.numpy() for x in hippo_legs(N))
     _, P, _ = hippo_legs_nplr(N)
@@ -116,7 +118,7 @@ def test_dplr_kernel_equals_dense_hippo_bilinear():
         def rep(x, dtype=dtype):
             return torch.as_tensor(np.asarray(x)).to(dtype).expand(3, -1)
 
-        K = dplr_kernel(
+        K = kernel(
             rep(lam.numpy()),
             rep(to_slots @ P.numpy()),
             rep(to_slots @ Bh),

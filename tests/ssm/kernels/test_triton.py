@@ -20,9 +20,9 @@ pytest.importorskip("triton", reason="Triton is not installed")
 from triton.runtime.interpreter import InterpretedFunction
 
 import ssm.kernels
-from ssm.kernels import reference
+from ssm.kernels import dplr, reference
 from ssm.kernels import triton as tk
-from ssm.layers import S4D, S5
+from ssm.layers import S4, S4D, S5
 
 # The modules, not the functions of the same name that the package exports.
 vandermonde_module = importlib.import_module("ssm.kernels.triton.vandermonde")
@@ -51,6 +51,16 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = RTO
 def grads(output: torch.Tensor, inputs: list[torch.Tensor], weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Gradients of the real loss Re Σ output · weight (a random cotangent) w.r.t. `inputs`."""
     return torch.autograd.grad((output * weight).real.sum(), inputs)
+
+
+def assert_same_values_and_gradients(
+    actual: torch.Tensor, expected: torch.Tensor, inputs: list[torch.Tensor]
+) -> None:
+    """`assert_close` on the outputs and on the gradients w.r.t. `inputs` under one random cotangent."""
+    assert_close(actual, expected)
+    weight = torch.randn_like(expected)
+    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
+        assert_close(got, want)
 
 
 def leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -85,12 +95,9 @@ def test_s4d_kernel_matches_reference(request, method, H, N2, L, tiles):
     if tiles == "small":
         request.getfixturevalue("small_tiles")
     inputs = leaves(*random_diagonal_ssm(H, N2))
-    weight = torch.randn(H, L, device=DEVICE)
     expected = reference.s4d_kernel(*inputs, L, method)
     actual = tk.s4d_kernel(*inputs, L, method)
-    assert_close(actual, expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def zoh_kernel_float64(lam, B, C, dt, L) -> torch.Tensor:
@@ -145,9 +152,40 @@ def test_cauchy_matches_reference(request, lead, N, L, tiles):
     inputs = leaves(v, z, w)
     expected = reference.cauchy(*inputs)
     actual = tk.cauchy(*inputs)
-    assert_close(actual, expected)
-    weight = torch.randn_like(expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
+    assert_same_values_and_gradients(actual, expected, inputs)
+
+
+def test_cauchy_sums_match_float64_near_the_poles(small_tiles):
+    """S4's form: points i·y passing within 1e-3 of poles with |Im w| up to 6, given in float64. The fp32
+    kernels take z − w on hi + lo parts; values and gradients within 1e-5 of float64 sums, and equal to
+    the PyTorch fast path's."""
+    M, J, N, Z = 2, 3, 5, 21
+    w = torch.complex(
+        -1e-3 * torch.rand(M, N, dtype=torch.float64) - 1e-4, 12 * torch.rand(M, N, dtype=torch.float64) - 6
+    )
+    y = torch.cat(
+        [
+            w.imag.flatten()[:10] + 1e-3 * torch.randn(10, dtype=torch.float64),
+            6 * torch.randn(Z - 10, dtype=torch.float64),
+        ]
+    )
+    v = torch.randn(M, J, N, dtype=torch.complex128)
+    weight = torch.randn(M, J, Z, dtype=torch.complex128)
+    results = []
+    for sums, dtype in (
+        (tk.cauchy_sums, torch.complex64),
+        (dplr.cauchy_sums, torch.complex64),
+        (dplr.cauchy_sums, torch.complex128),
+    ):
+        v_, w_ = leaves(v, w)
+        out = sums(v_.to(dtype), y.to(DEVICE), w_)
+        results.append(
+            [out.to(torch.complex128), *grads(out.to(torch.complex128), [v_, w_], weight.to(DEVICE))]
+        )
+    triton_results, torch_results, float64_results = results
+    for got, want in zip(triton_results, float64_results, strict=True):
+        assert_close(got, want)
+    for got, want in zip(triton_results, torch_results, strict=True):
         assert_close(got, want)
 
 
@@ -159,20 +197,14 @@ def test_linear_scan_matches_reference(small_tiles, a_shape):
     inputs = leaves(a, b)
     expected = reference.linear_scan(*inputs)
     actual = tk.linear_scan(*inputs)
-    assert_close(actual, expected)
-    weight = torch.randn_like(expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def test_linear_scan_real_inputs():
     inputs = leaves(torch.rand(2, 29, 3), torch.randn(2, 29, 3))
     expected = reference.linear_scan(*inputs)
     actual = tk.linear_scan(*inputs)
-    assert_close(actual, expected)
-    weight = torch.randn_like(expected)
-    for got, want in zip(grads(actual, inputs, weight), grads(expected, inputs, weight), strict=True):
-        assert_close(got, want)
+    assert_same_values_and_gradients(actual, expected, inputs)
 
 
 def test_float64_inputs_use_the_reference():
@@ -209,8 +241,9 @@ def run_layer(layer: torch.nn.Module, u: torch.Tensor) -> tuple[torch.Tensor, di
         (S4D, {"init": "inv"}, "s4d_kernel"),
         (S4D, {"init": "lin", "bidirectional": True, "discretization": "bilinear"}, "s4d_kernel"),
         (S5, {"init": "legs", "bidirectional": True}, "linear_scan"),
+        (S4, {"l_max": 23, "bidirectional": True}, "cauchy_sums"),
     ],
-    ids=["s4d", "s4d-bidirectional-bilinear", "s5-bidirectional"],
+    ids=["s4d", "s4d-bidirectional-bilinear", "s5-bidirectional", "s4-bidirectional"],
 )
 def test_layer_forward_backward_through_triton(monkeypatch, cls, kwargs, kernel):
     layer = cls(3, d_state=6, **kwargs).to(DEVICE)
