@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db import as_utc
 from ..models import EpochMetric, Result, Sweep, Trial
 
 
@@ -148,8 +147,8 @@ def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
             owner=s.owner,
             spec=s.spec,
             trials_by_state=counts[s.id],
-            created_at=as_utc(s.created_at),
-            finished_at=as_utc(s.finished_at),
+            created_at=s.created_at,  # UtcDateTime columns read back timezone-aware UTC
+            finished_at=s.finished_at,
         )
         for s in (found[i] for i in sweep_ids)
     ]
