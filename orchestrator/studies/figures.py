@@ -501,7 +501,7 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
     yield StudyFigure(
         "ptd-sup-error-vs-n",
         "Sup-norm and kernel error of S4D-LegS vs N",
-        "Relative sup over ω of the transfer-function error (strong convergence) and relative L2 error of the kernel on t ∈ [0, 10] (weak convergence).",
+        "Relative sup over ω of the transfer-function error (strong convergence) and the weak kernel error: relative error of the kernel against smooth test functions e^{μt} on [0, 4] (weak convergence).",
         curves_figure(
             [
                 drawing.SeedCurves(
@@ -511,7 +511,7 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
                     0,
                 ),
                 drawing.SeedCurves(
-                    "kernel L2 error",
+                    "weak kernel error (smooth test functions)",
                     np.asarray([r["N"] for r in d["legs"]], float),
                     np.asarray([[r["kernel_error"] for r in d["legs"]]]),
                     1,
