@@ -38,8 +38,9 @@ class Study:
     paper: str = ""
     summary: str = ""
     claims: tuple[ClaimDefinition, ...] = ()
-    # Measured wall time of `ssmbench study run NAME --scale S` from an empty database (bench/RESULTS.md);
-    # `full` is an estimate for one GPU.
+    # Wall time of `ssmbench study run NAME --scale S` from an empty database. † measured on the shared
+    # 2-core VM at load 30–65 (two studies at once; bench/RESULTS.md), so an idle 2-CPU machine is
+    # faster; `full` is an estimate for one GPU.
     time_per_scale: ClassVar[dict[str, str]] = {}
 
     # --- specs ------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from .claims import (
     t_interval,
     threshold,
 )
+from .figures import curves, curves_figure, drawing_module, layers_complex, mean_memory_function, seed_values
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER = "Guan, Kubota, Kuniyoshi, Nakajima — Memory determines learning direction (SSM memory theory)"
@@ -173,7 +174,7 @@ class MemoryStudy(Study):
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = {
         "smoke": "< 1 min",
-        "quick": "see bench/RESULTS.md",
+        "quick": "5.0 min†",
         "full": "~days on 1 GPU",
     }
 
@@ -211,6 +212,147 @@ class MemoryStudy(Study):
         return out
 
     def figures(self, results: StudyResults, scale: str) -> Iterator[StudyFigure]:
-        from . import figures
+        yield from memory_figures(self, results)
 
-        yield from figures.memory_figures(self, results)
+
+# --- memory ----------------------------------------------------------------------------------------
+
+
+def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
+    drawing = drawing_module()
+    inits = results.values("model.init")
+
+    def arm(part: str, init: str, trained: bool) -> list[TrialOutcome]:
+        return results.where(part, model__init=init, model__train_eigenvalues=trained)
+
+    configs = [  # (label in words, part, init, trained)
+        (
+            f"S4D-{init.capitalize()} · {'trained' if trained else 'frozen'} · {part.split('-')[0]} memory",
+            part,
+            init,
+            trained,
+        )
+        for part in (LONG, SHORT)
+        for init in inits
+        for trained in (True, False)
+    ]
+
+    yield StudyFigure(
+        "memory-validation",
+        "Validation accuracy per epoch: trained vs frozen eigenvalues",
+        "Mean over seeds (line) and min–max (band) of the validation accuracy after each epoch.",
+        curves_figure(
+            [
+                curves(
+                    label,
+                    [
+                        [(e["epoch"] + 1, e.get("val_metric")) for e in t.epochs]
+                        for t in arm(part, init, trained)
+                    ],
+                    i,
+                )
+                for i, (label, part, init, trained) in enumerate(configs)
+            ],
+            title="Validation accuracy per epoch (delay task)",
+            xlabel="epoch",
+            ylabel="validation accuracy (%)",
+            scale=100.0,
+        ),
+    )
+    yield StudyFigure(
+        "memory-accuracy-vs-initial-memory",
+        "Test accuracy by initial memory length",
+        "Each seed's test accuracy (dots), mean ± 1 std (bar); long memory: dt ∈ [1e-3, 1e-1], short: dt ∈ [0.1, 1].",
+        drawing.seed_points_figure(
+            [
+                seed_values(label, arm(part, init, trained), lambda t: t.test_metric)
+                for label, part, init, trained in configs
+            ],
+            title="Test accuracy by initial memory length, trained vs frozen",
+            xlabel="test accuracy (%)",
+            scale=100.0,
+        ),
+    )
+    yield StudyFigure(
+        "memory-epochs-to-95",
+        "Epochs to reach 95% of the best validation accuracy",
+        "Per seed (dots), mean ± 1 std (bar).",
+        drawing.seed_points_figure(
+            [
+                seed_values(label, arm(part, init, trained), epochs_to_converge)
+                for label, part, init, trained in configs
+            ],
+            title="Epochs to reach 95% of the best validation accuracy",
+            xlabel="epochs (counted from 1)",
+        ),
+    )
+    yield StudyFigure(
+        "memory-train-val-gap",
+        "Train–validation loss gap at the best epoch",
+        "Validation loss − training loss at the best epoch (nats); per seed (dots), mean ± 1 std (bar).",
+        drawing.seed_points_figure(
+            [
+                seed_values(label, arm(part, init, trained), overfitting_gap)
+                for label, part, init, trained in configs
+            ],
+            title="Train–validation loss gap at the best epoch",
+            xlabel="validation loss − training loss (cross-entropy, nats)",
+        ),
+    )
+    trained_long = [
+        (label, part, init, trained) for label, part, init, trained in configs if trained and part == LONG
+    ]
+    for key, quantity in (("drift_re_lambda", "Re λ"), ("drift_im_lambda", "Im λ"), ("drift_dt", "Δt")):
+        yield StudyFigure(
+            f"memory-{key.replace('_', '-')}",
+            f"Relative drift of {quantity} per epoch (trained eigenvalues)",
+            f"mean |q − q₀| / mean |q₀| for q = {quantity}, over channels and layers; mean over seeds, min–max band.",
+            curves_figure(
+                [
+                    curves(
+                        label,
+                        [[(e["epoch"] + 1, e.get(key)) for e in t.epochs] for t in arm(part, init, trained)],
+                        i,
+                    )
+                    for i, (label, part, init, trained) in enumerate(trained_long)
+                ],
+                title=f"Relative drift of {quantity} since initialization",
+                xlabel="epoch",
+                ylabel=f"relative drift of {quantity} (fraction)",
+            ),
+        )
+    mf_series, plane, plane_discrete = [], [], []
+    for label, part, init, trained in configs:
+        trials = arm(part, init, trained)
+        if not trials:
+            continue
+        first = min(trials, key=lambda t: t.seed)
+        before, after = first.arrays("init"), first.arrays("end")
+        mf0, mf1 = mean_memory_function(before), mean_memory_function(after)
+        if mf0 is not None and mf1 is not None:
+            mf_series.append((f"{label} (seed {first.seed})", mf0, mf1))
+        if before and after and part == LONG:
+            plane.append((label, layers_complex(before, "eigenvalues"), layers_complex(after, "eigenvalues")))
+            plane_discrete.append((label, layers_complex(before, "Ab"), layers_complex(after, "Ab")))
+    if mf_series:
+        yield StudyFigure(
+            "memory-function",
+            "Memory function MF(τ) at initialization and at the end",
+            "MF(τ) averaged over channels and layers, lowest seed of each configuration.",
+            drawing.memory_function_figure(mf_series),
+        )
+    if plane:
+        yield StudyFigure(
+            "memory-eigenvalues",
+            "Eigenvalues λ before and after training (long initial memory)",
+            "Continuous-time eigenvalues of every channel and layer, lowest seed.",
+            drawing.eigenvalue_plane_figure(plane, title="Eigenvalues λ before and after training"),
+        )
+        yield StudyFigure(
+            "memory-eigenvalues-discrete",
+            "Discrete eigenvalues Ā before and after training (long initial memory)",
+            "Ā = exp(Δt λ) of every channel and layer, lowest seed; the unit circle is the stability boundary.",
+            drawing.eigenvalue_plane_figure(
+                plane_discrete, title="Discrete eigenvalues Ā before and after training", discrete=True
+            ),
+        )

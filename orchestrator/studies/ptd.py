@@ -28,6 +28,7 @@ import numpy as np
 
 from .base import Study, StudyFigure
 from .claims import ClaimDefinition, direct, judged, positive, t_interval, threshold
+from .figures import complex_pairs, curves, curves_figure, drawing_module
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER_S4D = "Gu, Gupta, Goel, Ré — On the parameterization and initialization of diagonal SSMs (S4D)"
@@ -247,7 +248,7 @@ class PtdStudy(Study):
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = {
         "smoke": "< 1 min",
-        "quick": "see bench/RESULTS.md",
+        "quick": "18.1 min†",
         "full": "~days on 1 GPU",
     }
 
@@ -309,6 +310,129 @@ class PtdStudy(Study):
         return out
 
     def figures(self, results: StudyResults, scale: str) -> Iterator[StudyFigure]:
-        from . import figures
+        yield from ptd_figures(self, results, scale)
 
-        yield from figures.ptd_figures(self, results, scale)
+
+# --- ptd ---------------------------------------------------------------------------------------------
+
+
+def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigure]:
+    drawing = drawing_module()
+    d = study.direct(scale)
+    omega = np.asarray(d["omega"])
+    series = [
+        drawing.SeedCurves(
+            f"S4D-LegS, N = {r['N']}", omega, np.maximum(np.asarray(r["error_vs_omega"]), 1e-16)[None, :], i
+        )
+        for i, r in enumerate(d["legs"])
+    ]
+    series += [
+        drawing.SeedCurves(
+            f"S4-PTD, N = {r['N']}, ε = {r['eps']:g}",
+            omega,
+            np.maximum(np.asarray(r["error_vs_omega"]), 1e-16)[None, :],
+            len(d["legs"]) + i,
+        )
+        for i, r in enumerate(d["ptd"])
+    ]
+    yield StudyFigure(
+        "ptd-transfer-error-vs-omega",
+        "Transfer-function error vs frequency",
+        "|G(iω) − G_HiPPO(iω)| / sup|G_HiPPO| for a fixed real readout c; S4D-LegS against HiPPO-LegS of size N, S4-PTD against size N/2.",
+        curves_figure(
+            series,
+            title="Transfer-function error against HiPPO-LegS vs ω",
+            xlabel="ω (rad per unit time)",
+            ylabel="relative error |G − G_HiPPO| / sup|G_HiPPO|",
+            log_x=True,
+            log_y=True,
+        ),
+    )
+    yield StudyFigure(
+        "ptd-sup-error-vs-n",
+        "Sup-norm and kernel error of S4D-LegS vs N",
+        "Relative sup over ω of the transfer-function error (strong convergence) and the weak kernel error: relative error of the kernel against smooth test functions e^{μt} on [0, 4] (weak convergence).",
+        curves_figure(
+            [
+                drawing.SeedCurves(
+                    "sup-norm transfer-function error",
+                    np.asarray([r["N"] for r in d["legs"]], float),
+                    np.asarray([[r["sup_error"] for r in d["legs"]]]),
+                    0,
+                ),
+                drawing.SeedCurves(
+                    "weak kernel error (smooth test functions)",
+                    np.asarray([r["N"] for r in d["legs"]], float),
+                    np.asarray([[r["kernel_error"] for r in d["legs"]]]),
+                    1,
+                ),
+            ],
+            title="S4D-LegS against HiPPO-LegS vs state size N",
+            xlabel="state size N",
+            ylabel="relative error",
+            log_x=True,
+            log_y=True,
+        ),
+    )
+    eps = np.asarray([r["eps"] for r in d["ptd"]], float)
+    yield StudyFigure(
+        "ptd-sup-error-vs-eps",
+        "Sup-norm transfer-function error of S4-PTD vs ε",
+        f"Relative sup over ω of |G_PTD − G_HiPPO|, N = {d['ptd'][0]['N']} (HiPPO size N/2), optimized perturbation.",
+        curves_figure(
+            [
+                drawing.SeedCurves(
+                    "S4-PTD (optimized E)", eps, np.asarray([[r["sup_error"] for r in d["ptd"]]]), 0
+                )
+            ],
+            title="S4-PTD against HiPPO-LegS vs perturbation size ε",
+            xlabel="ε = ‖E‖₂",
+            ylabel="relative sup-norm error",
+            log_x=True,
+            log_y=True,
+        ),
+    )
+    yield StudyFigure(
+        "ptd-kappa-vs-eps",
+        "Eigenvector condition number κ(V) vs ε",
+        "κ₂ of the unit-column eigenvector matrix of A + E for the optimized and a random E of the same norm.",
+        curves_figure(
+            [
+                drawing.SeedCurves(
+                    "optimized E", eps, np.asarray([[r["kappa_optimized"] for r in d["ptd"]]]), 0
+                ),
+                drawing.SeedCurves("random E", eps, np.asarray([[r["kappa_random"] for r in d["ptd"]]]), 1),
+            ],
+            title="κ(V) of the PTD diagonalization vs ε",
+            xlabel="ε = ‖E‖₂",
+            ylabel="κ(V) (2-norm condition number)",
+            log_x=True,
+            log_y=True,
+        ),
+    )
+    legs = complex_pairs(d["legs_eigenvalues"])
+    shown = d["ptd"][:: max(1, len(d["ptd"]) // 4)][:4]
+    yield StudyFigure(
+        "ptd-eigenvalues",
+        "PTD eigenvalues per ε against S4D-LegS's",
+        "Grey circles: S4D-LegS (normal part of HiPPO-LegS) eigenvalues; dots: the PTD eigenvalues of A + E.",
+        drawing.eigenvalue_plane_figure(
+            [(f"ε = {r['eps']:g}", legs, complex_pairs(r["eigenvalues"])) for r in shown],
+            title="PTD eigenvalues (dots) against S4D-LegS's (circles)",
+        ),
+    )
+    noise = [
+        curves(label, [fourier_curve(t) for t in model_trials(results, label)], i)
+        for i, label in enumerate(MODELS)
+    ]
+    yield StudyFigure(
+        "ptd-fourier-noise",
+        "Accuracy under Fourier-mode input noise, normalized by clean accuracy",
+        "Test accuracy with a sinusoid of the given frequency added to every input ÷ clean accuracy; mean over seeds, min–max band.",
+        curves_figure(
+            noise,
+            title="Accuracy under Fourier-mode noise ÷ clean accuracy",
+            xlabel="noise frequency (cycles per step; 0.5 = Nyquist)",
+            ylabel="noisy / clean accuracy (fraction)",
+        ),
+    )

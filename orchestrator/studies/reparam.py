@@ -33,6 +33,7 @@ import numpy as np
 
 from .base import Study, StudyFigure
 from .claims import ClaimDefinition, below, judged, negative, positive, t_interval
+from .figures import by_seed, curves, curves_figure
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER = "Wang & Li — Stable reparameterization alleviates the curse of memory in state-space models"
@@ -189,7 +190,7 @@ class ReparamStudy(Study):
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = {
         "smoke": "< 1 min",
-        "quick": "see bench/RESULTS.md",
+        "quick": "10.4 min†",
         "full": "~1 day on 1 GPU",
     }
 
@@ -254,6 +255,119 @@ class ReparamStudy(Study):
         return out
 
     def figures(self, results: StudyResults, scale: str) -> Iterator[StudyFigure]:
-        from . import figures
+        yield from reparam_figures(self, results)
 
-        yield from figures.reparam_figures(self, results)
+
+# --- reparam ---------------------------------------------------------------------------------------
+
+
+def reparam_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
+    tasks = results.values("task.name")
+    sizes = results.values("model.d_state")
+    rates = results.values("optim.ssm_lr")
+    middle_rate = rates[len(rates) // 2] if rates else None
+    for task in tasks:
+        yield StudyFigure(
+            f"reparam-grad-over-weight-{task}",
+            f"Gradient-over-weight ratio over training ({task})",
+            f"Mean over steps of |∂L/∂w| / |w| per epoch; ssm_lr = {middle_rate}, largest state size; mean over seeds, min–max band.",
+            curves_figure(
+                [
+                    curves(
+                        r,
+                        [
+                            [(e["epoch"] + 1, e.get("grad_over_weight_mean")) for e in t.epochs]
+                            for t in results.where(
+                                task__name=task,
+                                model__reparam=r,
+                                optim__ssm_lr=middle_rate,
+                                model__d_state=sizes[-1],
+                            )
+                        ],
+                        i,
+                    )
+                    for i, r in enumerate(REPARAMS)
+                ],
+                title=f"Gradient-over-weight ratio per epoch, {task} target",
+                xlabel="epoch",
+                ylabel="|∂L/∂w| / |w| (dimensionless, mean over eigenvalues)",
+                log_y=True,
+            ),
+        )
+        yield StudyFigure(
+            f"reparam-error-vs-state-size-{task}",
+            f"Approximation error vs state size ({task})",
+            f"Test error 1 − r² (fraction of target variance) at ssm_lr = {middle_rate}; mean over seeds, min–max band; diverged trials have no point.",
+            curves_figure(
+                [
+                    curves(
+                        r,
+                        by_seed(
+                            results.where(task__name=task, model__reparam=r, optim__ssm_lr=middle_rate),
+                            lambda t: t.get("model.d_state"),
+                            lambda t: None if t.test_metric is None else max(1.0 - t.test_metric, 1e-6),
+                        ),
+                        i,
+                    )
+                    for i, r in enumerate(REPARAMS)
+                ],
+                title=f"Approximation error vs state size, {task} target",
+                xlabel="state size N",
+                ylabel="test error 1 − r² (fraction of variance)",
+                log_x=True,
+                log_y=True,
+            ),
+        )
+    yield StudyFigure(
+        "reparam-divergence-vs-ssm-lr",
+        "Divergence rate vs the eigenvalues' learning rate",
+        "Fraction of trials that diverged (NaN loss) or ended unstable (max|Ā| > 1), over targets, state sizes and seeds.",
+        curves_figure(
+            [
+                curves(
+                    r,
+                    by_seed(
+                        results.where(model__reparam=r),
+                        lambda t: t.get("optim.ssm_lr"),
+                        diverged,
+                        key=lambda t: (t.config["task"]["name"], t.get("model.d_state"), t.seed),
+                    ),
+                    i,
+                )
+                for i, r in enumerate(REPARAMS)
+            ],
+            title="Divergence rate vs ssm_lr",
+            xlabel="ssm_lr (learning rate of the eigenvalues)",
+            ylabel="fraction diverged or unstable (mean; band: min–max = 0 or 1)",
+            log_x=True,
+        ),
+    )
+    rows = study.perturbation(results)
+    if rows:
+        trials = perturbation_trials(results)
+        size = trials[0].get("model.d_state") if trials else None
+        yield StudyFigure(
+            "reparam-perturbation-error",
+            "Perturbation error E(β), polynomial target",
+            f"E(β): the largest test-MSE increase over random sign perturbations of w of size β (N = {size}, ssm_lr = {middle_rate}); "
+            "1e6 marks a perturbed system that blew up.",
+            curves_figure(
+                [
+                    curves(
+                        r,
+                        [
+                            list(zip(row["betas"], [max(e, 1e-9) for e in row["errors"]], strict=True))
+                            for row in rows
+                            if row["reparam"] == r
+                        ],
+                        i,
+                    )
+                    for i, r in enumerate(REPARAMS)
+                ],
+                title="Perturbation error E(β) on the polynomial-memory target",
+                xlabel="perturbation size β (sup-norm of w̃ − w)",
+                ylabel="E(β): test MSE increase (target variance 1)",
+                log_x=True,
+                log_y=True,
+            ),
+        )

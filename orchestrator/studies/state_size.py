@@ -32,6 +32,7 @@ import numpy as np
 
 from .base import Study, StudyFigure
 from .claims import ClaimDefinition, direct, judged, outside, t_interval, threshold
+from .figures import by_seed, curves, curves_figure, drawing_module
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER = "Biderman, Smékal, Smith, Kleinman, Linderman — Towards a theory of learning dynamics in deep SSMs"
@@ -117,7 +118,7 @@ class StateSizeStudy(Study):
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = {
         "smoke": "< 1 min",
-        "quick": "see bench/RESULTS.md",
+        "quick": "6.5 min†",
         "full": "~hours on 1 GPU",
     }
 
@@ -164,10 +165,107 @@ class StateSizeStudy(Study):
         return out
 
     def figures(self, results: StudyResults, scale: str) -> Iterator[StudyFigure]:
-        from . import figures
-
-        yield from figures.state_size_figures(self, results)
+        yield from state_size_figures(self, results)
 
 
 def _log(value: float | None) -> float | None:
     return None if value is None or value <= 0 else math.log(value)
+
+
+# --- state size --------------------------------------------------------------------------------------
+
+
+def state_size_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
+    sizes = results.values("model.d_state")
+    alphas = results.values("task.options.input_alpha")
+    for alpha in alphas:
+        colour = "white" if not alpha else f"coloured (1/f^{alpha:g})"
+        yield StudyFigure(
+            f"state-size-loss-alpha-{alpha:g}",
+            f"Training loss per step, {colour} input",
+            "Full-batch gradient descent, constant step; mean over seeds (line), min–max (band), per state size N.",
+            curves_figure(
+                [
+                    curves(
+                        f"N = {n}",
+                        [
+                            list(enumerate(t.result.get("step_losses") or []))
+                            for t in results.where(model__d_state=n, task__options__input_alpha=alpha)
+                            if t.result
+                        ],
+                        i,
+                    )
+                    for i, n in enumerate(sizes)
+                ],
+                title=f"Training loss per gradient step, {colour} input",
+                xlabel="gradient step",
+                ylabel="training loss (mean squared error)",
+                log_y=True,
+            ),
+        )
+    yield StudyFigure(
+        "state-size-steps-to-threshold",
+        "Steps to reach the loss threshold vs state size",
+        "The first step whose training loss is below the threshold fraction of the first step's; a run that never got there is drawn at the steps run + 1.",
+        curves_figure(
+            [
+                curves(
+                    "white input" if not alpha else f"coloured input (1/f^{alpha:g})",
+                    by_seed(
+                        results.where(task__options__input_alpha=alpha),
+                        lambda t: t.get("model.d_state"),
+                        lambda t: steps_to_threshold(t)[0],
+                    ),
+                    i,
+                )
+                for i, alpha in enumerate(alphas)
+            ],
+            title="Steps to the loss threshold vs latent state size",
+            xlabel="state size N",
+            ylabel="gradient steps to threshold",
+            log_x=True,
+        ),
+    )
+    run = one_dimensional_dynamics()
+    drawing = drawing_module()
+    steps = run["step"]
+    yield StudyFigure(
+        "state-size-one-dimensional",
+        "A one-dimensional SSM learns like a two-layer linear network",
+        "p = c·b under gradient descent in the frequency domain (line) and the logistic solution of a two-layer scalar linear network (dashed in the legend's second entry).",
+        curves_figure(
+            [
+                drawing.SeedCurves("gradient descent on (b, c)", steps.astype(float), run["gd"][None, :], 0),
+                drawing.SeedCurves(
+                    "logistic solution (deep linear network)",
+                    steps.astype(float),
+                    run["logistic"][None, :],
+                    1,
+                ),
+            ],
+            title="1-D SSM: gradient descent vs the analytical (logistic) trajectory",
+            xlabel="gradient step",
+            ylabel="p = c·b (target s = 1)",
+        ),
+    )
+    bands = np.array_split(np.arange(len(run["frequency"])), 4)
+    yield StudyFigure(
+        "state-size-error-per-frequency",
+        "Error per frequency band over training (1-D SSM)",
+        "|G(ω) − G*(ω)| averaged over each quarter of the frequencies; all bands share one mode, so they fall together, scaled by |h(ω)|.",
+        curves_figure(
+            [
+                drawing.SeedCurves(
+                    f"{run['frequency'][b[0]]:.2f}–{run['frequency'][b[-1]]:.2f} cycles/step",
+                    steps.astype(float),
+                    run["error_per_frequency"][:, b].mean(axis=1)[None, :],
+                    i,
+                )
+                for i, b in enumerate(bands)
+            ],
+            title="Transfer-function error per frequency band during gradient descent (1-D SSM)",
+            xlabel="gradient step",
+            ylabel="|G(ω) − G*(ω)| (mean over the band)",
+            log_y=True,
+        ),
+    )
