@@ -277,3 +277,29 @@ def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
     )
     assert result.exit_code == 2
     assert "is a file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_study_figure_holds_the_plotted_numbers():
+    def trial(n, alpha, seed, steps):
+        config = {
+            "task": {"name": "linear-filter", "options": {"input_alpha": alpha}},
+            "model": {"d_state": n},
+            "seed": seed,
+        }
+        return TrialOutcome(
+            "main", config, "completed", {"steps_to_threshold": steps, "step_losses": [1.0, 0.5, 0.1]}
+        )
+
+    results = StudyResults(
+        [trial(2, 0.0, 0, 10), trial(2, 0.0, 1, 20), trial(8, 0.0, 0, 40), trial(8, 0.0, 1, None)]
+    )
+    figures = {f.name: f.figure for f in get_study("state-size").figures(results, "quick")}
+    line = next(
+        line
+        for line in figures["state-size-steps-to-threshold"].axes[0].get_lines()
+        if line.get_label().startswith("white input")
+    )
+    assert list(line.get_xdata()) == [2.0, 8.0]
+    # N = 8: seed 1 never got there and counts as the 3 steps run + 1
+    assert list(line.get_ydata()) == pytest.approx([15.0, (40.0 + 4.0) / 2])
+    assert figures["state-size-steps-to-threshold"].axes[0].get_xscale() == "log"
