@@ -419,6 +419,7 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
         drawing.eigenvalue_plane_figure(
             [(f"ε = {r['eps']:g}", legs, complex_pairs(r["eigenvalues"])) for r in shown],
             title="PTD eigenvalues (dots) against S4D-LegS's (circles)",
+            note="grey circles: S4D-LegS (the normal part of HiPPO-LegS) · coloured dots: PTD, eigenvalues of A + E",
         ),
     )
     noise = [
