@@ -22,7 +22,7 @@ install: $(STAMP)
 DEMO_DATA := data
 # The quickstart sweep on SQLite + a local Ray, then its leaderboard. A second run reuses every result.
 demo: $(STAMP)
-	test -f $(DEMO_DATA)/listops-1000/basic_train.tsv || $(BIN)/ssmbench data generate listops --out $(DEMO_DATA) \
+	test -f $(DEMO_DATA)/listops-1000/basic_train.tsv || $(BIN)/ssmbench data generate listops --data-dir $(DEMO_DATA) \
 		--n-train 2000 --n-val 200 --n-test 200 --min-len 20 --max-len 128
 	SSMBENCH_DATA_DIR=$(DEMO_DATA) $(BIN)/ssmbench run examples/quickstart.yaml --db sqlite:///$(DEMO_DATA)/demo.db
 

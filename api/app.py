@@ -33,6 +33,7 @@ from .deps import API_PREFIX, ServiceSettings
 from .errors import error_response, install_error_handlers
 from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddleware
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
+from .pages import install_pages
 from .routes import ROUTERS
 from .routes.leaderboard import BoardCache
 
@@ -161,6 +162,7 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_pages(app)  # the read-only web pages at /, and their /static files
 
     @app.get(
         "/metrics",
@@ -174,7 +176,9 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Outermost last: metrics → NUL check → token of a write → body deadline → body limit → gzip → routes.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)  # a leaderboard page is ~100 KB of JSON
+    # A leaderboard page is ~100 KB of JSON, a trial's diagnostics ~10 MB. Level 6 (zlib's default):
+    # Starlette's default 9 took 4.2 s on those 10 MB for 0.7% smaller output than 6's 0.7 s.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(BodyDeadlineMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(WriteAuthMiddleware)

@@ -33,6 +33,7 @@ from .schemas import (
     SweepDetail,
     SweepPage,
     TrialDetail,
+    TrialDiagnosticsOut,
     TrialMetrics,
     TrialPage,
     TrialSummary,
@@ -176,6 +177,10 @@ class Client:
 
     def trial_metrics(self, trial_id: int) -> TrialMetrics:
         return self._get(f"/trials/{trial_id}/metrics", TrialMetrics)
+
+    def trial_diagnostics(self, trial_id: int, snapshots: list[str] | None = None) -> TrialDiagnosticsOut:
+        """The trial's diagnostic arrays (all recorded snapshots, or only `snapshots`)."""
+        return self._get(f"/trials/{trial_id}/diagnostics", TrialDiagnosticsOut, snapshot=snapshots)
 
     # --- leaderboard ----------------------------------------------------------------------------------
 

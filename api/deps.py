@@ -75,6 +75,11 @@ class ServiceSettings(Settings):
     max_header_bytes: int = Field(
         16_384, ge=1024, description="largest request head (request line and headers)"
     )
+    optuna_dashboard_url: str | None = Field(
+        None,
+        description="where an optuna-dashboard over this database's Optuna storage is served; the web "
+        "pages of search sweeps and their trials link to it",
+    )
 
 
 bearer = HTTPBearer(

@@ -58,7 +58,15 @@ class ServiceError(Exception):
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field}}
+    """The error shape. `message` and `field` may quote what the client sent: text that is not valid
+    Unicode (a lone surrogate from a JSON escape) is written as its escape, so the answer encodes."""
+    return {"error": {"code": code, "message": _printable(message), "field": _printable(field)}}
+
+
+def _printable(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_response(

@@ -29,6 +29,9 @@ from .deps import authenticate
 from .errors import ServiceError, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The web pages' forms (api.pages): the login form posts the token in its body and checks it itself;
+# logging out needs none. Every other write needs a bearer token.
+FORM_PATHS = frozenset({"/login", "/logout"})
 CLOSE = {"Connection": "close"}
 
 
@@ -68,7 +71,7 @@ class WriteAuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or scope["path"] in FORM_PATHS:
             await self.app(scope, receive, send)
             return
         service = scope["app"]

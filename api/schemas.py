@@ -19,9 +19,11 @@ from orchestrator.leaderboard.models import AverageRow as AverageRow  # re-expor
 from orchestrator.leaderboard.models import Leaderboard as Leaderboard
 from orchestrator.leaderboard.models import LeaderboardFilters as LeaderboardFilters
 from orchestrator.leaderboard.models import LeaderboardRow as LeaderboardRow
+from orchestrator.models import DIAGNOSTIC_SNAPSHOTS
 
 SweepState = Literal[tuple(state.value for state in models.SweepState)]  # type: ignore[valid-type]
 TrialState = Literal[tuple(state.value for state in models.TrialState)]  # type: ignore[valid-type]
+DiagnosticSnapshot = Literal[DIAGNOSTIC_SNAPSHOTS]  # type: ignore[valid-type]
 
 _WHEN = "2026-11-23T10:15:00Z"
 
@@ -156,6 +158,14 @@ _TRIAL = {
 }
 
 
+class TrialResultOut(BaseModel):
+    status: str
+    metric: str = Field(description="`accuracy` or `r2`")
+    best_epoch: int | None
+    val_metric: float | None
+    test_metric: float | None = Field(description="the test metric at the best validation epoch")
+
+
 class TrialSummary(BaseModel):
     model_config = _examples(_TRIAL)
 
@@ -176,6 +186,7 @@ class TrialSummary(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    result: TrialResultOut | None = Field(None, description="the result, once the trial finished")
 
 
 class TrialPage(BaseModel):
@@ -183,14 +194,6 @@ class TrialPage(BaseModel):
     total: int
     offset: int
     limit: int
-
-
-class TrialResultOut(BaseModel):
-    status: str
-    metric: str = Field(description="`accuracy` or `r2`")
-    best_epoch: int | None
-    val_metric: float | None
-    test_metric: float | None = Field(description="the test metric at the best validation epoch")
 
 
 class TrialDetail(TrialSummary):
@@ -240,6 +243,75 @@ class TrialMetrics(BaseModel):
 
     trial_id: int
     epochs: list[EpochMetricOut]
+
+
+Number = float | None  # None: NaN (an unstable channel); JSON has no NaN
+
+
+class LayerDiagnostics(BaseModel):
+    """One SSM layer at one snapshot (`ssm.diagnostics.layer_arrays`), numbers to float32's 7
+    significant digits. A complex number is an [re, im] pair."""
+
+    model_config = ConfigDict(extra="allow")
+
+    layer: int = Field(description="the SSM layer's index, from 0 (input side)")
+    eigenvalues: list[Any] = Field(
+        description="continuous eigenvalues λ as [re, im]: S4D (H, N/2, 2), S5 (N/2, 2), S4 eig(A) (H, N, 2)"
+    )
+    dt: list[Number] = Field(description="the step Δ per channel (H,), for S5 per state (N/2,)")
+    Ab: list[Any] = Field(description="discrete eigenvalues, shaped as `eigenvalues` (for S4 eig(Ab))")
+    memory_function: list[list[Number]] = Field(
+        description="MF per input channel (channels, max_lag): [h][k] is MF at lag k = 0 … max_lag − 1"
+    )
+    memory_capacity: list[Number] = Field(
+        description="MC per input channel (channels,): the sum of MF over all lags, closed-form tail included"
+    )
+
+
+class FourierNoisePoint(BaseModel):
+    frequency: float | None = Field(description="cycles per step (0.5: Nyquist); None: the clean input")
+    accuracy: float = Field(description="test accuracy, a fraction")
+
+
+class TrialDiagnosticsOut(BaseModel):
+    """A trial's end-of-trial diagnostics. A trial without them (none asked for — `diagnostics.every`
+    0 —, not finished yet, or failed) answers with `attempt` None, no snapshots and no table. The
+    per-epoch diagnostic scalars (gradient-over-weight, drift, MC per layer) are in the epoch
+    metrics (`GET /trials/{id}/metrics`)."""
+
+    model_config = _examples(
+        {
+            "trial_id": 41,
+            "source_trial_id": 41,
+            "attempt": 1,
+            "snapshots": {
+                "init": [
+                    {
+                        "layer": 0,
+                        "eigenvalues": [[[-0.5, 3.141593], [-0.5, 9.424778]]],
+                        "dt": [0.01],
+                        "Ab": [[[0.9950125, 0.03141076], [0.9950125, 0.09410129]]],
+                        "memory_function": [[1.0, 0.99, 0.98]],
+                        "memory_capacity": [4.0],
+                    }
+                ]
+            },
+            "fourier_noise": [{"frequency": None, "accuracy": 0.91}, {"frequency": 0.1, "accuracy": 0.62}],
+        }
+    )
+
+    trial_id: int
+    source_trial_id: int = Field(
+        description="the trial that computed them: this one, or the trial whose result it reused"
+    )
+    attempt: int | None = Field(description="the attempt that wrote them; None when there are none")
+    snapshots: dict[DiagnosticSnapshot, list[LayerDiagnostics]] = Field(
+        description="init, best (the best validation epoch's weights) and end: one entry per SSM layer; "
+        "only those recorded (a diverged trial has init only)"
+    )
+    fourier_noise: list[FourierNoisePoint] | None = Field(
+        description="accuracy under Fourier-mode input noise, per frequency (diagnostics.fourier); None if not run"
+    )
 
 
 # --- leaderboard --------------------------------------------------------------------------------------

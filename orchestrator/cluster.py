@@ -3,6 +3,7 @@ check that a sweep's per-trial resources fit on at least one node (else its tria
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,17 +12,23 @@ import ray
 from .spec import SpecError, SweepSpec
 
 
-def connect_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster at RAY_ADDRESS, else start a local Ray with this machine's CPUs and GPUs.
+def connect_ray(num_cpus: int | None = None, *, logging_level: int = logging.INFO) -> None:
+    """Join the cluster at RAY_ADDRESS, else start a local Ray with this machine's CPUs and GPUs;
+    Ray's own log lines below `logging_level` are not shown (the CLI passes ERROR unless -v).
 
     A local Ray picks free ports for itself (never Redis's 6379)."""
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging_level)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging_level,
+        )
 
 
 def cluster_summary() -> dict[str, Any]:

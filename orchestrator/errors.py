@@ -49,7 +49,8 @@ class SpecError(ValueError):
 
     `message` says what is wrong; `loc` where (a location tuple, empty for the whole spec) and `path`
     the same as a key path (`model.init[1]`); `line` the YAML line when known; `code` the kind, for
-    programs: `invalid_spec`, or `too_many_trials` for a valid spec larger than the limit allows.
+    programs: `invalid_spec`, `too_many_trials` for a valid spec larger than the limit allows, or
+    `spec_too_large` for a document past the spec's size bounds (text, values, aliases expanded).
     `where` is a location tuple or, where no YAML line is looked up, a key path."""
 
     def __init__(

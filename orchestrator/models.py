@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -56,6 +57,7 @@ OPEN_SWEEP_STATES = (SweepState.PENDING, SweepState.RUNNING)
 FINAL_SWEEP_STATES = tuple(s for s in SweepState if s not in OPEN_SWEEP_STATES)
 
 TOKEN_ROLES = ("user", "admin")
+DIAGNOSTIC_SNAPSHOTS = ("init", "best", "end")
 
 
 def utcnow() -> datetime:
@@ -136,6 +138,7 @@ class Trial(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials")
+    result: Mapped[Result | None] = relationship(viewonly=True, doc="the completed result, if any")
 
 
 class EpochMetric(Base):
@@ -168,8 +171,47 @@ class Result(Base):
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     val_metric: Mapped[float | None] = mapped_column(Float)
     test_metric: Mapped[float | None] = mapped_column(Float, index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the TrialResult")
+    payload: Mapped[dict[str, Any]] = mapped_column(
+        JSON, doc="the TrialResult without its `diagnostics` (those are in `trial_diagnostics`)"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrialDiagnostics(Base):
+    """The end-of-trial diagnostics of a trial, written once, with its result, by the attempt that
+    finished it (`orchestrator.store.record_diagnostics`): the Fourier-noise table here, the
+    per-layer arrays in `trial_diagnostic_arrays`. The per-epoch diagnostic scalars are not here:
+    they are part of each epoch's `epoch_metrics.metrics`."""
+
+    __tablename__ = "trial_diagnostics"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, doc="the attempt that wrote them")
+    fourier_noise: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON, doc='`ssm.diagnostics.fourier_noise_robustness`: [{"frequency": f or None, "accuracy": a}, ...]'
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrialDiagnosticArray(Base):
+    """One array of one SSM layer at one snapshot of a trial (`ssm.diagnostics.layer_arrays`):
+    quantity `eigenvalues` (λ), `dt`, `Ab`, `memory_function` (MF, channels × max_lag) or
+    `memory_capacity` (MC); a complex array is stored as [re, im] pairs in a last axis of 2.
+
+    `data` is the array as float32 little-endian, its bytes shuffled (every first byte of the
+    values, then every second, …) and zlib-compressed; `shape` gives it back its axes
+    (`orchestrator.array_codec`). NaN marks an unstable channel."""
+
+    __tablename__ = "trial_diagnostic_arrays"
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trial_diagnostics.trial_id", ondelete="CASCADE"), primary_key=True
+    )
+    snapshot: Mapped[str] = mapped_column(String(8), primary_key=True, doc="init | best | end")
+    layer: Mapped[int] = mapped_column(Integer, primary_key=True, doc="the SSM layer's index, from 0")
+    quantity: Mapped[str] = mapped_column(String(40), primary_key=True)
+    shape: Mapped[list[int]] = mapped_column(JSON)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Baseline(Base):

@@ -1,14 +1,54 @@
-"""Read-side queries the API and CLI share: sweeps with progress, trials, epoch metrics."""
+"""Read-side queries the API, the CLI and the reports share: sweeps with progress, trials, epoch
+metrics, a trial's diagnostics."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only, selectinload
 
-from .models import FINAL_TRIAL_STATES, OPEN_SWEEP_STATES, EpochMetric, Result, Sweep, Trial, TrialState
+from .array_codec import decode_array
+from .models import (
+    DIAGNOSTIC_SNAPSHOTS,
+    FINAL_TRIAL_STATES,
+    OPEN_SWEEP_STATES,
+    EpochMetric,
+    Result,
+    Sweep,
+    Trial,
+    TrialDiagnosticArray,
+    TrialDiagnostics,
+    TrialState,
+)
 from .store import state_counts
+
+# What a list shows of each row. Lists load only these columns: a sweep's spec and a trial's config
+# can be large, and a page of them would be read (and parsed) for nothing.
+SWEEP_LIST_COLUMNS = (Sweep.id, Sweep.name, Sweep.state, Sweep.owner, Sweep.created_at, Sweep.finished_at)
+TRIAL_LIST_COLUMNS = (
+    Trial.id,
+    Trial.sweep_id,
+    Trial.number,
+    Trial.state,
+    Trial.attempt,
+    Trial.task,
+    Trial.layer,
+    Trial.init,
+    Trial.reparam,
+    Trial.train_eigenvalues,
+    Trial.seed,
+    Trial.config_hash,
+    Trial.reused_from,
+    Trial.error,
+    Trial.created_at,
+    Trial.started_at,
+    Trial.finished_at,
+)
 
 
 def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
@@ -32,7 +72,9 @@ def sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
 def list_sweeps(
     session: Session, *, state: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[Sweep], int]:
-    query = select(Sweep)
+    """A page of sweeps, newest first, with only SWEEP_LIST_COLUMNS loaded (others load on access),
+    and how many there are in all."""
+    query = select(Sweep).options(load_only(*SWEEP_LIST_COLUMNS))
     count = select(func.count()).select_from(Sweep)
     if state is not None:
         query, count = query.where(Sweep.state == state), count.where(Sweep.state == state)
@@ -41,9 +83,15 @@ def list_sweeps(
 
 
 def list_trials(
-    session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int = 100
+    session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int | None = 100
 ) -> tuple[list[Trial], int]:
-    query = select(Trial).where(Trial.sweep_id == sweep_id)
+    """A page of a sweep's trials in planning order (`limit` None: all), with only TRIAL_LIST_COLUMNS
+    loaded (others load on access) and each trial's `result`, and how many match."""
+    query = (
+        select(Trial)
+        .options(load_only(*TRIAL_LIST_COLUMNS), selectinload(Trial.result))
+        .where(Trial.sweep_id == sweep_id)
+    )
     count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
     if state is not None:
         query, count = query.where(Trial.state == state), count.where(Trial.state == state)
@@ -96,6 +144,54 @@ def epoch_metrics(session: Session, trial_id: int) -> list[dict[str, Any]]:
     return [{"attempt": r.attempt, "epoch": r.epoch, **r.metrics} for r in rows]
 
 
+@dataclass
+class StoredDiagnostics:
+    """A trial's end-of-trial diagnostics as stored (`orchestrator.store.record_diagnostics`).
+
+    source_trial_id: the trial that computed them — the trial itself, or for a reused result the
+      trial whose result it reuses.
+    attempt: that trial's attempt that wrote them; None when there are none.
+    snapshots: {"init" | "best" | "end": one dict per SSM layer, in layer order, quantity → float32
+      array}: "eigenvalues" λ and "Ab" with [re, im] in a last axis of 2 (S4D (H, N/2, 2), S5
+      (N/2, 2), S4 (H, N, 2)), "dt", "memory_function" MF (channels, max_lag) with MF[h, k] at lag
+      k = 0 … max_lag − 1, "memory_capacity" MC (channels,) with its closed-form tail. NaN: an
+      unstable channel. Only the snapshots that were recorded (a diverged trial has "init" only).
+    fourier_noise: [{"frequency": f (cycles per step) or None for clean, "accuracy": fraction}, ...]
+      or None (not asked for, or not a classification task).
+    The per-epoch diagnostic scalars are in the epoch metrics (`epoch_metrics`).
+    """
+
+    source_trial_id: int
+    attempt: int | None = None
+    snapshots: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    fourier_noise: list[dict[str, Any]] | None = None
+
+
+def trial_diagnostics(
+    session: Session, trial: Trial, snapshots: Iterable[str] | None = None
+) -> StoredDiagnostics:
+    """The stored diagnostics of `trial` (its reused original's when it reused a result), limited to
+    `snapshots` when given; empty (`attempt` None, no snapshots) when the trial has none."""
+    source = trial.reused_from or trial.id
+    stored = StoredDiagnostics(source_trial_id=source)
+    header = session.get(TrialDiagnostics, source)
+    if header is None:
+        return stored
+    stored.attempt, stored.fourier_noise = header.attempt, header.fourier_noise
+    query = select(TrialDiagnosticArray).where(TrialDiagnosticArray.trial_id == source)
+    if snapshots is not None:
+        query = query.where(TrialDiagnosticArray.snapshot.in_(list(snapshots)))
+    rows = session.scalars(query.order_by(TrialDiagnosticArray.layer)).all()
+    for snapshot in DIAGNOSTIC_SNAPSHOTS:  # in time order, whatever the database returns
+        layers: dict[int, dict[str, np.ndarray]] = {}
+        for row in rows:
+            if row.snapshot == snapshot:
+                layers.setdefault(row.layer, {})[row.quantity] = decode_array(row.shape, row.data)
+        if layers:
+            stored.snapshots[snapshot] = [layers[i] for i in sorted(layers)]
+    return stored
+
+
 def owner_load(session: Session, owner: str) -> tuple[int, int]:
     """(open sweeps, pending trials) of `owner`: what the service's per-owner quotas count."""
     open_sweeps = session.scalar(
@@ -108,3 +204,183 @@ def owner_load(session: Session, owner: str) -> tuple[int, int]:
         .where(Sweep.owner == owner, Trial.state == TrialState.PENDING)
     )
     return int(open_sweeps or 0), int(pending_trials or 0)
+
+
+def completed_config_hashes(session: Session, hashes: set[str]) -> set[str]:
+    """Those of `hashes` that a completed trial has (its result would be reused by a new sweep,
+    `store.create_sweep`); for a dry run's plan."""
+    if not hashes:
+        return set()
+    found = session.scalars(
+        select(Trial.config_hash)
+        .join(Result, Result.trial_id == Trial.id)
+        .where(
+            Trial.config_hash.in_(hashes), Trial.state == TrialState.COMPLETED, Trial.reused_from.is_(None)
+        )
+        .distinct()
+    )
+    return set(found)
+
+
+# --- what the web pages read (api/pages): a page of rows in a fixed number of statements ---------------
+
+TRIAL_SORT_KEYS = ("number", "state", "attempt", "metric", "duration")
+
+
+def state_counts_by_sweep(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Trials by state for each of `sweep_ids`, in one GROUP BY (a sweep without trials: `{}`)."""
+    counts: dict[int, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    if sweep_ids:
+        rows = session.execute(
+            select(Trial.sweep_id, Trial.state, func.count())
+            .where(Trial.sweep_id.in_(sweep_ids))
+            .group_by(Trial.sweep_id, Trial.state)
+        )
+        for sweep_id, state, n in rows:
+            counts[sweep_id][state] = n
+    return counts
+
+
+class BestTrial(NamedTuple):
+    """The completed trial with the highest test metric of a sweep (a fraction, or r²)."""
+
+    sweep_id: int
+    trial_id: int
+    number: int
+    task: str
+    layer: str
+    init: str
+    reparam: str
+    train_eigenvalues: bool
+    metric: str
+    test_metric: float
+
+
+def best_trials(session: Session, sweep_ids: Sequence[int]) -> dict[int, BestTrial]:
+    """Each sweep's best completed trial so far, by test metric (ties: the lower trial id), in one
+    statement; sweeps with no completed result are absent."""
+    if not sweep_ids:
+        return {}
+    # A window over the sweeps' results. Joining back on max(test_metric) per sweep instead is faster on
+    # SQLite but PostgreSQL plans that float-equality join as nested loops: minutes at 10⁴ results.
+    position = (
+        func.row_number()
+        .over(partition_by=Trial.sweep_id, order_by=(Result.test_metric.desc(), Trial.id))
+        .label("position")
+    )
+    ranked = (
+        select(
+            Trial.sweep_id,
+            Trial.id.label("trial_id"),
+            Trial.number,
+            Trial.task,
+            Trial.layer,
+            Trial.init,
+            Trial.reparam,
+            Trial.train_eigenvalues,
+            Result.metric,
+            Result.test_metric,
+            position,
+        )
+        .join(Result, Result.trial_id == Trial.id)
+        .where(
+            Trial.sweep_id.in_(sweep_ids),
+            Trial.state == "completed",
+            Result.status == "completed",
+            Result.test_metric.is_not(None),
+        )
+        .subquery()
+    )
+    fields = [ranked.c[name] for name in BestTrial._fields]
+    rows = session.execute(select(*fields).where(ranked.c.position == 1))
+    return {row.sweep_id: BestTrial(*row) for row in rows}
+
+
+class TrialRow(NamedTuple):
+    """One line of a sweep's trials table."""
+
+    id: int
+    number: int
+    state: str
+    attempt: int
+    task: str
+    layer: str
+    init: str
+    reparam: str
+    train_eigenvalues: bool
+    seed: int
+    error: str | None
+    reused_from: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    metric: str | None
+    val_metric: float | None
+    test_metric: float | None
+    seconds: float | None  # finished − started; None while either is missing
+
+
+def _duration_seconds(dialect: str):
+    """`finished_at − started_at` in seconds as an SQL expression of the session's dialect."""
+    if dialect == "postgresql":
+        return func.extract("epoch", Trial.finished_at - Trial.started_at)
+    return (func.julianday(Trial.finished_at) - func.julianday(Trial.started_at)) * 86400.0
+
+
+def trials_page(
+    session: Session,
+    sweep_id: int,
+    *,
+    sort: str = "number",
+    descending: bool = False,
+    state: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[TrialRow], int]:
+    """A page of a sweep's trials with their result and duration, sorted by one of
+    `TRIAL_SORT_KEYS` (trials without a value last, then by number), and how many there are in all:
+    two statements whatever the page size."""
+    if sort not in TRIAL_SORT_KEYS:
+        raise ValueError(f"unknown sort key {sort!r}; valid keys: {', '.join(TRIAL_SORT_KEYS)}")
+    seconds = _duration_seconds(session.get_bind().dialect.name)
+    column = {
+        "number": Trial.number,
+        "state": Trial.state,
+        "attempt": Trial.attempt,
+        "metric": Result.test_metric,
+        "duration": seconds,
+    }[sort]
+    order = [column.is_(None), column.desc() if descending else column.asc(), Trial.number]
+    query = (
+        select(
+            Trial.id,
+            Trial.number,
+            Trial.state,
+            Trial.attempt,
+            Trial.task,
+            Trial.layer,
+            Trial.init,
+            Trial.reparam,
+            Trial.train_eigenvalues,
+            Trial.seed,
+            Trial.error,
+            Trial.reused_from,
+            Trial.started_at,
+            Trial.finished_at,
+            Result.metric,
+            Result.val_metric,
+            Result.test_metric,
+            seconds.label("seconds"),
+        )
+        .outerjoin(Result, Result.trial_id == Trial.id)
+        .where(Trial.sweep_id == sweep_id)
+    )
+    count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
+    if state is not None:
+        query, count = query.where(Trial.state == state), count.where(Trial.state == state)
+    rows = session.execute(query.order_by(*order).offset(offset).limit(limit)).all()
+    return [TrialRow(*row) for row in rows], session.scalar(count) or 0
+
+
+def result_payload(session: Session, trial_id: int) -> dict[str, Any] | None:
+    """The stored TrialResult of a trial (its diagnostics, parameters, wall time), or None."""
+    return session.scalar(select(Result.payload).where(Result.trial_id == trial_id))

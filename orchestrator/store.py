@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 from ssm.config import TrialConfig
 from ssm.train import TrialResult
 
+from .array_codec import encode_array
 from .db import insert_ignoring_conflicts
 from .leaderboard.aggregates import record_result_aggregate
 from .models import (
+    DIAGNOSTIC_SNAPSHOTS,
     FINAL_TRIAL_STATES,
     OPEN_SWEEP_STATES,
     EpochMetric,
@@ -28,6 +30,8 @@ from .models import (
     Sweep,
     SweepState,
     Trial,
+    TrialDiagnosticArray,
+    TrialDiagnostics,
     TrialState,
     utcnow,
 )
@@ -195,7 +199,8 @@ def finish(
     """running → a final state for the attempt that owns the trial, storing its result once.
 
     Returns False (and writes nothing) when the attempt no longer owns the trial — a zombie worker
-    from an attempt that was given up, or a trial cancelled meanwhile.
+    from an attempt that was given up, or a trial cancelled meanwhile. The result's diagnostics go
+    to their own tables (`record_diagnostics`), in the same transaction, not into `Result.payload`.
     """
     if state not in FINAL_TRIAL_STATES:
         raise ValueError(f"{state!r} is not a final trial state; valid: {', '.join(FINAL_TRIAL_STATES)}")
@@ -206,6 +211,8 @@ def finish(
     )
     if owned.rowcount != 1:
         return False
+    if result is not None:
+        record_diagnostics(session, trial_id, attempt, result)
     kept = (TrialState.COMPLETED, TrialState.PRUNED)
     if result is not None and result.status in kept and result.test_metric is not None:
         statement = (
@@ -218,7 +225,7 @@ def finish(
                 best_epoch=result.best_epoch,
                 val_metric=result.val_metric,
                 test_metric=result.test_metric,
-                payload=result.model_dump(mode="json"),
+                payload=result.model_dump(mode="json", exclude={"diagnostics"}),
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["trial_id"])
@@ -226,6 +233,57 @@ def finish(
         session.execute(statement)
         if state == TrialState.COMPLETED:
             record_result_aggregate(session, trial_id)  # the leaderboard's running sums, same transaction
+    return True
+
+
+def record_diagnostics(session: Session, trial_id: int, attempt: int, result: TrialResult) -> bool:
+    """Store the end-of-trial diagnostics of `result` (`TrialResult.diagnostics`): the per-layer
+    arrays of each snapshot (init, best, end) and the Fourier-noise table.
+
+    Written once per trial: when the trial already has diagnostics (a retried transaction, a second
+    writer) nothing is written and False is returned, so the stored set always comes from a single
+    attempt. A result without diagnostics writes nothing (False). `finish` calls this for the attempt
+    that owns the trial.
+    """
+    arrays = result.diagnostics.get("arrays") or {}
+    fourier = result.diagnostics.get("fourier")
+    unknown = set(arrays) - set(DIAGNOSTIC_SNAPSHOTS)
+    if unknown:
+        raise ValueError(
+            f"unknown diagnostics snapshot(s) {sorted(unknown)}; valid: {', '.join(DIAGNOSTIC_SNAPSHOTS)}"
+        )
+    if not arrays and fourier is None:
+        return False
+    claimed = session.execute(
+        insert_ignoring_conflicts(session, TrialDiagnostics)
+        .values(trial_id=trial_id, attempt=attempt, fourier_noise=fourier, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["trial_id"])
+        .returning(TrialDiagnostics.trial_id)
+    ).first()
+    if claimed is None:  # already recorded
+        return False
+    rows = []
+    for snapshot, layers in arrays.items():
+        for layer, quantities in enumerate(layers):
+            for quantity, values in quantities.items():
+                shape, data = encode_array(values)
+                rows.append(
+                    {
+                        "trial_id": trial_id,
+                        "snapshot": snapshot,
+                        "layer": layer,
+                        "quantity": quantity,
+                        "shape": shape,
+                        "data": data,
+                    }
+                )
+    if rows:
+        session.execute(
+            insert_ignoring_conflicts(session, TrialDiagnosticArray).on_conflict_do_nothing(
+                index_elements=["trial_id", "snapshot", "layer", "quantity"]
+            ),
+            rows,
+        )
     return True
 
 

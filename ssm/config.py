@@ -31,29 +31,34 @@ class ModelConfig(_Strict):
     layer: LayerName = "s4d"
     init: InitName = "legs"
     reparam: ReparamName = "exp"
-    reparam_a: float = Field(1.0, gt=0, description="a of the 'best' reparameterization −1/(a w² + b)")
-    reparam_b: float = Field(0.5, gt=0, description="b of the 'best' reparameterization −1/(a w² + b)")
+    reparam_a: float = Field(
+        1.0, gt=0, le=1e6, description="a of the 'best' reparameterization −1/(a w² + b)"
+    )
+    reparam_b: float = Field(
+        0.5, gt=0, le=1e6, description="b of the 'best' reparameterization −1/(a w² + b)"
+    )
     train_eigenvalues: bool = Field(
         True, description="False: eigenvalues and dt frozen (reservoir computing)"
     )
     discretization: Literal["zoh", "bilinear"] | None = Field(
         None, description="None: the layer's own default (bilinear for S4, zoh otherwise)"
     )
-    d_model: int = Field(64, ge=1)
-    d_state: int = Field(64, ge=2)
-    n_layers: int = Field(4, ge=1)
+    # Upper bounds keep one trial within what a GPU holds; papers use d_model ≤ 1024, N ≤ 256, ≤ 12 layers.
+    d_model: int = Field(64, ge=1, le=8192)
+    d_state: int = Field(64, ge=2, le=4096)
+    n_layers: int = Field(4, ge=1, le=128)
     dropout: float = Field(0.0, ge=0, lt=1)
     norm: Literal["layer", "batch", "none"] = "layer"
     prenorm: bool = False
     bidirectional: bool = False
     pooling: Literal["mean", "last"] | None = Field(None, description="None: the task's recommendation")
-    dt_min: float = Field(1e-3, gt=0)
-    dt_max: float = Field(1e-1, gt=0)
-    ptd_eps: float = Field(0.1, gt=0, description="spectral norm of the PTD perturbation")
+    dt_min: float = Field(1e-3, gt=0, le=100)  # in steps of the sequence
+    dt_max: float = Field(1e-1, gt=0, le=100)
+    ptd_eps: float = Field(0.1, gt=0, le=1e3, description="spectral norm of the PTD perturbation")
     ptd_perturbation: Literal[PTD_PERTURBATIONS] = Field(  # type: ignore[valid-type]
         "optimized", description="PTD's E: 'optimized' (small κ(V), the paper's) or 'random' (the control)"
     )
-    s5_blocks: int = Field(1, ge=1, description="S5: number of blocks J of the diagonal init")
+    s5_blocks: int = Field(1, ge=1, le=4096, description="S5: number of blocks J of the diagonal init")
     linear: bool = Field(
         False,
         description="the linear SSM: one SSM layer, no nonlinearity, no GLU, identity input and output "
@@ -135,19 +140,19 @@ class OptimConfig(_Strict):
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(3e-3, gt=0, le=10)  # a learning rate above 10 only diverges
     ssm_lr: float | None = Field(
-        1e-3, gt=0, description="learning rate of eigenvalues, dt and B (no weight decay); None: lr"
+        1e-3, gt=0, le=10, description="learning rate of eigenvalues, dt and B (no weight decay); None: lr"
     )
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.01, ge=0, le=100)
+    warmup_steps: int = Field(0, ge=0, le=10_000_000)
     schedule: Literal["cosine", "constant"] = "cosine"
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(10, ge=1, le=10_000)  # the LRA papers train for at most a few hundred
+    batch_size: int = Field(32, ge=1, le=65_536)
     full_batch: bool = Field(
         False, description="every step on the whole training split (batch_size then sizes evaluation only)"
     )
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, le=1e6)
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, else fp32"
     )
@@ -175,7 +180,7 @@ class FourierConfig(_Strict):
     """Test accuracy under sinusoidal input noise, per frequency (cycles per step), at the end."""
 
     frequencies: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.25, 0.5])
-    amplitude: float = Field(0.5, ge=0)
+    amplitude: float = Field(0.5, ge=0, le=1e3)
 
 
 class DiagnosticsConfig(_Strict):
@@ -184,9 +189,12 @@ class DiagnosticsConfig(_Strict):
     reported as a fraction of epoch time. The training loss of every step, on request."""
 
     every: int = Field(
-        0, ge=0, description="compute diagnostics every this many epochs (and the arrays); 0 disables them"
+        0,
+        ge=0,
+        le=10_000,
+        description="compute diagnostics every this many epochs (and the arrays); 0 disables them",
     )
-    memory_max_lag: int = Field(256, ge=1)
+    memory_max_lag: int = Field(256, ge=1, le=65_536)
     fourier: FourierConfig | None = None
     loss_every_step: bool = Field(False, description="keep the training loss of every step in the result")
     loss_threshold: float = Field(

@@ -85,20 +85,47 @@ class _OneLineErrors(typer.Typer):
             sys.exit(1)
 
 
+# `-h` as well as `--help`, on every command and group (typer passes them down to sub-apps).
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+# What the command help of every command says about exit codes (README: "Exit codes").
+EXIT_CODES = "Exit codes: 0 success, 1 a failure that is not the input's fault, 2 bad input."
+
 app = _OneLineErrors(
     name="ssmbench",
     help="Benchmark state space models (S4, S4D, S5, PTD) across initializations, "
     "parameterizations and training modes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    context_settings=CONTEXT_SETTINGS,
 )
 
 
-@app.callback()
-def main() -> None:
+def _print_version(value: bool) -> None:
+    if value:
+        from ssm import __version__
+
+        print(f"ssmbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(epilog="Example: ssmbench run examples/quickstart.yaml && ssmbench leaderboard")
+def main(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Say more: Ray's and Optuna's own log lines too."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Say less: no progress, only results and errors."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Benchmark state space models (S4, S4D, S5, PTD) across initializations, parameterizations
-    and training modes."""
+    and training modes. Progress and notes go to stderr, results to stdout."""
+    from .common import set_verbosity
+
+    set_verbosity(verbose, quiet)
 
 
 def _register() -> None:
@@ -118,6 +145,7 @@ def _register() -> None:
     from .study import study_app
     from .token import token_app
     from .train import train_command
+    from .ui import ui_command
 
     app.command("train")(train_command)
     app.command("run")(run_command)
@@ -128,6 +156,7 @@ def _register() -> None:
     app.command("trials")(trials_command)
     app.command("leaderboard")(leaderboard_command)
     app.command("report")(report_command)
+    app.command("ui")(ui_command)
     app.add_typer(token_app, name="token")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")

@@ -1,8 +1,9 @@
 """The service's client commands: `submit`, `status`, `cancel`, `trials`, `leaderboard`.
 
-Each talks to `--url` (default $SSMBENCH_API_URL, else http://127.0.0.1:8000) with `--token`
-(default $SSMBENCH_TOKEN; needed by submit and cancel), prints rich tables, or exactly one JSON
-document with `--json`. A server that does not answer: one line naming the URL, exit 1. An error
+`submit` and `cancel` talk to `--url` (default $SSMBENCH_API_URL, else http://127.0.0.1:8000) with
+`--token` (default $SSMBENCH_TOKEN). The read commands (`status`, `trials`, `leaderboard`) read
+`--db URL` directly, else the service when `--url` or $SSMBENCH_API_URL is given, else the local
+database (`api.cli.reading`). Each prints rich tables, or exactly one JSON document with `--json`. A server that does not answer: one line naming the URL, exit 1. An error
 answer: the server's message (with the field at fault), exit 2 for bad input, 1 for a server error.
 """
 
@@ -15,7 +16,23 @@ from typing import Annotated
 
 import typer
 
-from .common import console, fail, print_json, trial_progress
+from .common import (
+    INITS,
+    LAYERS,
+    REPARAMS,
+    check_choice,
+    choice_help,
+    console,
+    fail,
+    print_json,
+    trial_progress,
+)
+from .planning import DryRunOption, SetOption, data_problems, print_plan, read_sweep_spec, refuse
+from .reading import DbOption, reading
+
+# The states' values (orchestrator.models' TrialState and SweepState), for the --state options.
+TRIAL_STATES = ("pending", "running", "completed", "failed", "pruned", "diverged", "cancelled")
+SWEEP_STATES = ("pending", "running", "completed", "cancelled", "failed")
 
 UrlOption = Annotated[
     str | None,
@@ -50,26 +67,46 @@ def connected(url: str | None, token: str | None) -> Iterator:
 
 def submit_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
+    set_: SetOption = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the sweep until it ends, then print its leaderboard.")
     ] = False,
     poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks.")] = 1.0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Check that the sweep's task files are in this directory before submitting (one the "
+            "cluster's workers share); the service checks the resources.",
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Submit a sweep to the service; with --wait, show its progress and then its leaderboard."""
-    try:
-        text = spec_path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        fail(f"cannot read {spec_path}: {getattr(err, 'strerror', None) or err}")
+    """Submit a sweep to the service; with --wait, show its progress and then its leaderboard.
+
+    The spec is checked here first (and its data with --data-dir); the service refuses a sweep whose
+    trials fit on no node. Exit codes: 0 submitted (with --wait: completed); 1 the sweep did not
+    complete, or the service failed; 2 bad input or a sweep that cannot run.
+
+    Example: ssmbench submit sweep.yaml --set 'optim.lr=[1e-3, 3e-3]' --wait
+    """
     from orchestrator.models import SweepState
+    from orchestrator.settings import Settings
 
     from ..client import ApiError
 
+    spec, body = read_sweep_spec(spec_path, set_ or [], Settings().max_trials_per_sweep)
+    problems = data_problems(spec, data_dir) if data_dir is not None else []
+    if dry_run:
+        print_plan(spec, reused=None, problems=problems)
+        raise typer.Exit(2 if problems else 0)
+    refuse(problems)
     with connected(url, token) as client:
         try:
-            created = client.submit(text)
+            created = client.submit(body)
         except ApiError as err:
             if err.status in (400, 413, 415, 422):  # the spec's fault: say which file
                 fail(f"{spec_path}: {err}")
@@ -116,24 +153,37 @@ def status_command(
     sweep_id: Annotated[
         int | None, typer.Argument(metavar="[ID]", help="A sweep id (default: list sweeps).")
     ] = None,
-    state: Annotated[str | None, typer.Option("--state", help="List only sweeps in this state.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help=choice_help("List only sweeps in this state.", SWEEP_STATES),
+            callback=check_choice("--state", SWEEP_STATES),
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many sweeps to list, newest first.")] = 50,
+    db: DbOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """One sweep's state and trial counts, or the list of sweeps."""
+    """One sweep's state and trial counts, or the list of sweeps.
+
+    Reads --db, else the service at --url / $SSMBENCH_API_URL, else the local database.
+
+    Example: ssmbench status 3 --db sqlite:///ssmbench.db
+    """
     from .tables import sweep_table, sweeps_table
 
-    with connected(url, token) as client:
+    with reading(db, url, token) as source:
         if sweep_id is not None:
-            sweep = client.sweep(sweep_id)
+            sweep = source.sweep(sweep_id)
             if json_output:
                 print_json(sweep.model_dump(mode="json"))
             else:
                 console.print(sweep_table(sweep))
             return
-        page = client.sweeps(state=state, limit=limit)
+        page = source.sweeps(state=state, limit=limit)
     if json_output:
         print_json(page.model_dump(mode="json"))
     else:
@@ -146,7 +196,10 @@ def cancel_command(
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Cancel a sweep you submitted: pending trials at once, running ones at their next epoch."""
+    """Cancel a sweep you submitted: pending trials at once, running ones at their next epoch.
+
+    Example: ssmbench cancel 3 --token $SSMBENCH_TOKEN
+    """
     with connected(url, token) as client:
         result = client.cancel(sweep_id)
     if json_output:
@@ -159,16 +212,29 @@ def cancel_command(
 
 def trials_command(
     sweep_id: Annotated[int, typer.Argument(metavar="ID", help="The sweep whose trials to list.")],
-    state: Annotated[str | None, typer.Option("--state", help="Only trials in this state.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help=choice_help("Only trials in this state.", TRIAL_STATES),
+            callback=check_choice("--state", TRIAL_STATES),
+        ),
+    ] = None,
+    db: DbOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """A sweep's trials: state, attempts, configuration, time, and the error of failed ones."""
+    """A sweep's trials: state, attempts, configuration, test metric, time, and the error of failed ones.
+
+    Reads --db, else the service at --url / $SSMBENCH_API_URL, else the local database.
+
+    Example: ssmbench trials 3 --state failed
+    """
     from .tables import trials_table
 
-    with connected(url, token) as client:
-        trials = list(client.all_trials(sweep_id, state=state))
+    with reading(db, url, token) as source:
+        trials = list(source.all_trials(sweep_id, state=state))
     if json_output:
         print_json(
             {"sweep_id": sweep_id, "total": len(trials), "items": [t.model_dump(mode="json") for t in trials]}
@@ -181,9 +247,28 @@ def trials_command(
 def leaderboard_command(
     task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
     sweep: Annotated[int | None, typer.Option("--sweep", help="Only this sweep's results.")] = None,
-    layer: Annotated[str | None, typer.Option("--layer", help="Only this layer (s4, s4d, s5).")] = None,
-    init: Annotated[str | None, typer.Option("--init", help="Only this initialization.")] = None,
-    reparam: Annotated[str | None, typer.Option("--reparam", help="Only this reparameterization.")] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            "--layer", help=choice_help("Only this layer.", LAYERS), callback=check_choice("--layer", LAYERS)
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help=choice_help("Only this initialization.", INITS),
+            callback=check_choice("--init", INITS),
+        ),
+    ] = None,
+    reparam: Annotated[
+        str | None,
+        typer.Option(
+            "--reparam",
+            help=choice_help("Only this reparameterization.", REPARAMS),
+            callback=check_choice("--reparam", REPARAMS),
+        ),
+    ] = None,
     train_eigenvalues: Annotated[
         bool | None,
         typer.Option("--trained/--frozen", help="Only trained (or frozen) eigenvalues.", show_default=False),
@@ -191,15 +276,21 @@ def leaderboard_command(
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Show the published baselines.")
     ] = True,
+    db: DbOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """The leaderboard from the service: the same table `ssmbench run` prints."""
+    """The leaderboard: the same table `ssmbench run` prints.
+
+    Reads --db, else the service at --url / $SSMBENCH_API_URL, else the local database.
+
+    Example: ssmbench leaderboard --sweep 3 --task listops --db sqlite:///ssmbench.db
+    """
     from .tables import leaderboard_table
 
-    with connected(url, token) as client:
-        board = client.leaderboard(
+    with reading(db, url, token) as source:
+        board = source.leaderboard(
             sweep=sweep,
             task=task,
             layer=layer,

@@ -1,10 +1,13 @@
 """What every command shares: one-line errors with exit code 2, YAML specs with `--set` overrides,
-progress bars."""
+how much is said (`-v`/`-q`), and progress — a bar on a terminal, plain lines otherwise, always on
+stderr (results go to stdout)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +31,41 @@ from orchestrator.errors import key_path
 console = Console()
 err_console = Console(stderr=True)
 
+# Plain progress lines (output not on a terminal): at most one per this many seconds.
+PLAIN_PROGRESS_SECONDS = 10.0
+
+
+class Verbosity:
+    """How much the commands say, set once by the app's `-v`/`-q`: `verbose` shows Ray's and Optuna's
+    own log lines; `quiet` hides progress and notes (results and errors still print)."""
+
+    verbose: bool = False
+    quiet: bool = False
+
+
+def set_verbosity(verbose: bool, quiet: bool) -> None:
+    Verbosity.verbose, Verbosity.quiet = verbose, quiet and not verbose
+
+
+def library_log_level() -> int:
+    """The level for Ray's and Optuna's loggers: theirs (INFO) with -v, else errors only."""
+    return logging.INFO if Verbosity.verbose else logging.ERROR
+
+
+def quiet_libraries() -> None:
+    """Hide Optuna's own log lines ("Using an existing study", …) unless -v. Call after importing the
+    scheduler: Optuna sets its level when first imported. Ray's level is `connect_ray`'s argument."""
+    import optuna
+
+    optuna.logging.set_verbosity(library_log_level())
+    logging.getLogger("ray").setLevel(library_log_level())
+
+
+def note(message: str) -> None:
+    """A remark for the human (not a result): stderr, unless -q."""
+    if not Verbosity.quiet:
+        err_console.print(message, highlight=False, soft_wrap=True)
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit (2: bad input, 1: a failure that is not the input's fault)."""
@@ -42,8 +80,17 @@ def validation_message(err: ValidationError, prefix: str = "") -> str:
     return f"{prefix}{key_path(first['loc'])}: {first['msg']}{extra}"
 
 
+def read_yaml(text: str) -> Any:
+    """YAML as every command reads it: the safe loader, with `1e-3` a float
+    (`orchestrator.spec.SpecLoader`)."""
+    from orchestrator.spec import SpecLoader
+
+    return yaml.load(text, Loader=SpecLoader)  # SpecLoader is a SafeLoader
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["optim.lr=1e-3", "model.init=lin"]` → nested dict; values are parsed as YAML scalars."""
+    """`["optim.lr=1e-3", "model.init=[lin, inv]"]` → nested dict; values are parsed as YAML
+    (`1e-3` a float, `[a, b]` a list: in a sweep spec, a grid axis)."""
     nested: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -55,7 +102,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 fail(f"--set {key}: {part} is both a value and a section")
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = read_yaml(raw)
+        except yaml.YAMLError as err:
+            fail(f"--set {key}: the value is not valid YAML: {getattr(err, 'problem', err)}")
     return nested
 
 
@@ -75,7 +125,7 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
     except OSError as err:
         fail(f"cannot read {path}: {err.strerror or err}")
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -94,21 +144,68 @@ class ProgressUpdate(Protocol):
     def __call__(self, done: int, *, total: int | None = None, status: str = "") -> None: ...
 
 
+class PlainProgress:
+    """Progress as plain lines on `out` (a log file, CI): a line when `done` changes, at most one per
+    `interval` seconds, and the last state when closed — so a batch job's log shows the work move."""
+
+    def __init__(
+        self,
+        description: str,
+        total: int,
+        out: Console,
+        *,
+        interval: float = PLAIN_PROGRESS_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.description, self.total, self.out = description, total, out
+        self.interval, self.clock = interval, clock
+        self.started = clock()
+        self.shown_done: int | None = None
+        self.shown_at = -float("inf")
+        self.latest: tuple[int, str] | None = None
+
+    def update(self, done: int, *, total: int | None = None, status: str = "") -> None:
+        if total is not None:
+            self.total = total
+        self.latest = (done, status)
+        if done != self.shown_done and self.clock() - self.shown_at >= self.interval:
+            self._show()
+
+    def close(self) -> None:
+        if self.latest is not None and self.latest[0] != self.shown_done:
+            self._show()
+
+    def _show(self) -> None:
+        done, status = self.latest
+        now = self.clock()
+        self.shown_done, self.shown_at = done, now
+        line = f"{self.description}: {done}/{self.total} done" + (f"  {status}" if status else "")
+        self.out.print(f"{line}  ({now - self.started:.0f} s)", highlight=False, soft_wrap=True, markup=False)
+
+
 @contextmanager
 def progress_bar(
     description: str,
     total: int,
     *,
-    out: Console = console,
+    out: Console = err_console,
     clock: Literal["elapsed", "remaining"] = "elapsed",
     transient: bool = False,
     terminal_only: bool = False,
 ) -> Iterator[ProgressUpdate]:
-    """A progress bar on `out` — description, bar, done/total, time, a status text — that yields
-    `update(done, total=None, status="")`. `terminal_only`: draw nothing when `out` is not a terminal
-    (output that a script reads stays clean); `transient`: the bar disappears when done."""
-    if terminal_only and not out.is_terminal:
+    """Progress on `out` (stderr) that yields `update(done, total=None, status="")`: on a terminal a
+    bar — description, bar, done/total, time, a status text —, else plain lines (`PlainProgress`);
+    nothing with -q. `terminal_only`: nothing when `out` is not a terminal either; `transient`: the
+    bar disappears when done."""
+    if Verbosity.quiet or (terminal_only and not out.is_terminal):
         yield lambda done, *, total=None, status="": None
+        return
+    if not out.is_terminal:
+        plain = PlainProgress(description, total, out)
+        try:
+            yield plain.update
+        finally:
+            plain.close()
         return
     time_column = TimeElapsedColumn() if clock == "elapsed" else TimeRemainingColumn()
     columns = (
@@ -129,7 +226,7 @@ def progress_bar(
 
 @contextmanager
 def trial_progress(name: str, planned: int) -> Iterator[Callable[[Mapping[str, int]], None]]:
-    """A progress bar over a sweep's trials that yields `show(counts)`, counts being trials by state:
+    """Progress over a sweep's trials that yields `show(counts)`, counts being trials by state:
     done is the trials in a final state; the total grows past `planned` if more trials are stored."""
     from orchestrator.models import FINAL_TRIAL_STATES
 
@@ -141,3 +238,26 @@ def trial_progress(name: str, planned: int) -> Iterator[Callable[[Mapping[str, i
             update(done, total=max(planned, sum(counts.values())), status=shown)
 
         yield show
+
+
+# Allowed values of the choice options, spelled out so that `--help` does not import torch (the
+# sources are ssm.config's LayerName, InitName, ReparamName; tests/api/test_cli_local.py checks them).
+LAYERS = ("s4", "s4d", "s5")
+INITS = ("legs", "inv", "lin", "real", "rand", "ptd")
+REPARAMS = ("none", "exp", "softplus", "best")
+
+
+def choice_help(text: str, values: tuple[str, ...]) -> str:
+    """Help text that lists a choice option's allowed values."""
+    return f"{text} One of: {', '.join(values)}."
+
+
+def check_choice(option: str, values: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """A typer callback refusing a value not in `values` in one line (exit 2), naming the allowed ones."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in values:
+            fail(f"{option}: {value!r} is not one of {', '.join(values)}")
+        return value
+
+    return check

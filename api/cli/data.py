@@ -1,8 +1,8 @@
 """`ssmbench data`: generate the ListOps and Pathfinder stand-ins, and check which tasks are on disk.
 
-    ssmbench data generate listops --out DIR [--n-train N --n-val N --n-test N --min-len L --max-len L --seed S]
-    ssmbench data generate pathfinder --out DIR [--size 32|128 --contour-length 14 --n-images N --seed S]
-    ssmbench data check [DIR] [--json] [--skip-bad]
+    ssmbench data generate listops --data-dir DIR [--n-train N --n-val N --n-test N --min-len L --max-len L --seed S]
+    ssmbench data generate pathfinder --data-dir DIR [--size 32|128 --contour-length 14 --n-images N --seed S]
+    ssmbench data check [DIR | --data-dir DIR] [--json] [--skip-bad]
 
 DIR defaults to the data directory (`$SSMBENCH_DATA_DIR`, else the per-user data directory).
 Progress goes to stderr; `--json` prints one JSON document on stdout. Bad input prints one line on
@@ -35,13 +35,15 @@ generate_app = typer.Typer(
 )
 data_app.add_typer(generate_app, name="generate")
 
-OutOption = Annotated[
+DataDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--out",
+        "--data-dir",
         help=f"Data directory to write into (default: ${DATA_DIR_ENV}, else the per-user data directory).",
     ),
 ]
+# `--out`, the former name of --data-dir, still works (hidden from the help).
+OutAlias = Annotated[Path | None, typer.Option("--out", hidden=True)]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed writes byte-identical files.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace files that already exist.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -63,7 +65,8 @@ def _report(summary: dict[str, Any], json_output: bool, line: str) -> None:
 
 @generate_app.command("listops")
 def generate_listops_command(
-    out: OutOption = None,
+    data_dir: DataDirOption = None,
+    out: OutAlias = None,
     n_train: Annotated[int, typer.Option(help="Training expressions.")] = 96_000,
     n_val: Annotated[int, typer.Option(help="Validation expressions.")] = 2_000,
     n_test: Annotated[int, typer.Option(help="Test expressions.")] = 2_000,
@@ -75,11 +78,14 @@ def generate_listops_command(
     force: ForceOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """ListOps expressions (LRA's generator algorithm) as listops-1000/basic_{train,val,test}.tsv."""
+    """ListOps expressions (LRA's generator algorithm) as listops-1000/basic_{train,val,test}.tsv.
+
+    Example: ssmbench data generate listops --data-dir data --n-train 2000 --n-val 200 --n-test 200
+    """
     from ssm.data import resolve_data_dir
     from ssm.data.generate_listops import generate_listops
 
-    out_dir = resolve_data_dir(out)
+    out_dir = resolve_data_dir(data_dir or out)
     total = n_train + n_val + n_test
     try:
         with _progress("ListOps", total) as update:
@@ -111,7 +117,8 @@ def generate_listops_command(
 
 @generate_app.command("pathfinder")
 def generate_pathfinder_command(
-    out: OutOption = None,
+    data_dir: DataDirOption = None,
+    out: OutAlias = None,
     size: Annotated[int, typer.Option(help="Image side: 32 (pathfinder) or 128 (pathx).")] = 32,
     contour_length: Annotated[int, typer.Option(help="Dashes per target path (LRA: 6, 9, 14).")] = 14,
     n_images: Annotated[int, typer.Option("--n-images", "-n", help="Images to draw.")] = 20_000,
@@ -126,11 +133,14 @@ def generate_pathfinder_command(
     json_output: JsonOption = False,
 ) -> None:
     """Pathfinder images and metadata as pathfinder<size>/<level>/{imgs,metadata}/ (level
-    curv_contour_length_<N>, or curv_baseline for 6). The 80/10/10 split is made when loading."""
+    curv_contour_length_<N>, or curv_baseline for 6). The 80/10/10 split is made when loading.
+
+    Example: ssmbench data generate pathfinder --data-dir data --size 32 --n-images 2000
+    """
     from ssm.data import resolve_data_dir
     from ssm.data.generate_pathfinder import generate_pathfinder
 
-    out_dir = resolve_data_dir(out)
+    out_dir = resolve_data_dir(data_dir or out)
     try:
         with _progress(f"Pathfinder {size}x{size}", n_images) as update:
             level_dir = generate_pathfinder(
@@ -167,11 +177,19 @@ def check_command(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip corrupt items (and count them) instead of failing.")
     ] = False,
+    data_dir_option: Annotated[
+        Path | None, typer.Option("--data-dir", help="The data directory (the same as DIR).")
+    ] = None,
 ) -> None:
     """For each task: found, missing or corrupt, its split sizes, the path it read or expected,
-    and for a missing task the command or source that provides it. Loading builds the caches."""
+    and for a missing task the command or source that provides it. Loading builds the caches.
+
+    Example: ssmbench data check --data-dir data
+    """
     from ssm.data import resolve_data_dir
     from ssm.data.check import check_tasks
+
+    directory = directory or data_dir_option
 
     data_dir = resolve_data_dir(directory)
     named = directory is not None or bool(os.environ.get(DATA_DIR_ENV))

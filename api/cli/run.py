@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import console, fail, print_json, trial_progress
+from .common import console, err_console, fail, library_log_level, note, print_json, trial_progress
+from .planning import (
+    DryRunOption,
+    SetOption,
+    data_problems,
+    print_plan,
+    read_sweep_spec,
+    refuse,
+    resource_problems,
+    reusable_results,
+    this_machine,
+)
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
@@ -20,6 +32,7 @@ def _database_url(db: str | None) -> str:
 
 def run_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
+    set_: SetOption = None,
     db: Annotated[
         str | None,
         typer.Option(
@@ -27,64 +40,133 @@ def run_command(
             help="Database URL (default $SSMBENCH_DATABASE_URL or a SQLite file in the user data dir).",
         ),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the tasks' files are (default $SSMBENCH_DATA_DIR, else the per-user data dir).",
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the leaderboard as JSON.")] = False,
 ) -> None:
     """Run a sweep here and now: SQLite + a local Ray (or RAY_ADDRESS), then print the leaderboard.
 
-    The embedded mode migrates its database itself; `ssmbench serve` refuses an unmigrated one.
+    Before anything runs, the sweep is checked: the files of its LRA tasks on disk, and a node with
+    the CPUs and GPUs one trial asks for; a sweep that cannot run is refused with the list of
+    problems. Afterwards, failed and diverged trials are summed up by reason, with the fix when it
+    is known, and the last lines say where the results are and how to see them again. The embedded
+    mode migrates its database itself; `ssmbench serve` refuses an unmigrated one.
+
+    Exit codes: 0 every trial completed (or was pruned); 1 a trial failed or diverged, or the sweep
+    or its database could not be used; 2 bad input, or a sweep that cannot run here (nothing ran).
+
+    Example: ssmbench run examples/quickstart.yaml --set optim.epochs=1 --set 'model.init=[lin, inv]'
     """
     from orchestrator.settings import Settings
-    from orchestrator.spec import SpecError, parse_spec
 
     settings = Settings()
     url = _database_url(db)
-    try:
-        text = spec_path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        fail(f"cannot read {spec_path}: {getattr(err, 'strerror', None) or err}")
-    try:
-        spec = parse_spec(text, "application/yaml", max_trials=settings.max_trials_per_sweep)
-    except SpecError as err:
-        fail(f"{spec_path}: {err}")
+    spec, _ = read_sweep_spec(spec_path, set_ or [], settings.max_trials_per_sweep)
+    data_dir = data_dir or settings.data_dir
+    problems = data_problems(spec, data_dir)
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from orchestrator import store
-    from orchestrator.db import make_engine, session_factory, transaction, upgrade
-    from orchestrator.models import TrialState
-    from orchestrator.scheduler import Scheduler
     from orchestrator.settings import masked_url
 
+    from .common import quiet_libraries
+
     try:
+        if os.environ.get("RAY_ADDRESS"):  # the cluster's nodes; else this machine's, before Ray starts
+            _connect_ray()
+            problems += resource_problems(spec)
+        else:
+            problems += resource_problems(spec, this_machine())
+        if dry_run:
+            print_plan(spec, reused=reusable_results(url, spec), problems=problems)
+            raise typer.Exit(2 if problems else 0)
+        refuse(problems)
+
+        from orchestrator import store
+        from orchestrator.db import make_engine, session_factory, transaction, upgrade
+        from orchestrator.models import TrialState
+        from orchestrator.scheduler import Scheduler
+
+        from .serve import fake_trainer
+
+        _connect_ray()
+        quiet_libraries()
         upgrade(url)
         sessions = session_factory(make_engine(url))
         with transaction(sessions) as s:
             sweep_id = store.create_sweep(s, spec).id
             reused = store.state_counts(s, sweep_id).get(TrialState.COMPLETED, 0)
-        _connect_ray()
-        scheduler = Scheduler(url, settings.model_copy(update={"database_url": url}))
+        run_settings = settings.model_copy(update={"database_url": url, "data_dir": data_dir})
+        scheduler = Scheduler(url, run_settings, train_fn=fake_trainer())
         try:
-            if json_output:
-                scheduler.run([sweep_id])
-            else:
-                if reused:
-                    console.print(f"{reused} trial(s) reuse results already in the database")
-                _run_with_progress(scheduler, sweep_id, spec.name, spec.trial_budget())
+            if reused:
+                note(f"{reused} trial(s) reuse results already in the database")
+            with trial_progress(spec.name, spec.trial_budget()) as on_progress:
+                scheduler.run([sweep_id], on_progress=on_progress)
         finally:
             scheduler.close()
         show_leaderboard(sessions, sweep_id, json_output)
+        unsuccessful = report_outcome(sessions, sweep_id)
+        where_results_are(url, sweep_id, explicit_db=db is not None)
     except SQLAlchemyError as err:  # unreachable server, bad URL, lost connection: one line
         fail(f"cannot use the database {masked_url(url)}: {_first_line(err)}", code=1)
+    if unsuccessful:
+        raise typer.Exit(1)
+
+
+def report_outcome(sessions, sweep_id: int) -> bool:
+    """Print (stderr) the sweep's failed and diverged trials grouped by reason, and its own error if
+    it failed; True when anything did not succeed."""
+    from rich.markup import escape
+
+    from orchestrator.models import Sweep, SweepState
+    from orchestrator.queries import list_trials
+
+    from ..schemas import TrialSummary
+    from .outcome import failure_groups, failure_lines
+
+    with sessions() as s:
+        sweep = s.get(Sweep, sweep_id)
+        state, error = sweep.state, sweep.error
+        trials, total = list_trials(s, sweep_id, limit=None)
+        summaries = [TrialSummary.model_validate(t, from_attributes=True) for t in trials]
+    groups = failure_groups(summaries)
+    for line in failure_lines(groups, total):
+        err_console.print(f"[bold red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if state != SweepState.COMPLETED:
+        reason = f": {error}" if error else ""
+        err_console.print(
+            f"[bold red]sweep {sweep_id} {state}[/]{escape(reason)}", highlight=False, soft_wrap=True
+        )
+    return bool(groups) or state != SweepState.COMPLETED
+
+
+def where_results_are(url: str, sweep_id: int, *, explicit_db: bool) -> None:
+    """The last lines of a run (stderr): the database (password masked) and the commands that show
+    the results again — with `--db` when the run was given one (else they read the same default)."""
+    from orchestrator.settings import masked_url
+
+    shown = masked_url(url)
+    db = f" --db '{shown}'" if explicit_db else ""
+    note(f"results: sweep {sweep_id} in {shown}")
+    note(
+        f"see them again: ssmbench leaderboard --sweep {sweep_id}{db} · ssmbench trials {sweep_id}{db} "
+        f"· ssmbench status {sweep_id}{db}"
+    )
 
 
 def _connect_ray() -> None:
     """`connect_ray()`, failing in one line (RAY_ADDRESS unreachable, Ray unable to start)."""
-    import os
-
     from orchestrator.cluster import connect_ray
 
     try:
-        connect_ray()
+        connect_ray(logging_level=library_log_level())
     except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError, …
         where = f" at RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") else ""
         fail(f"cannot start or join Ray{where}: {_first_line(err)}", code=1)
@@ -95,11 +177,6 @@ def _first_line(err: BaseException) -> str:
 
     lines = str(err).strip().splitlines()
     return masked_text(f"{type(err).__name__}: {lines[0] if lines else ''}")
-
-
-def _run_with_progress(scheduler, sweep_id: int, name: str, total: int) -> None:
-    with trial_progress(name, total) as on_progress:
-        scheduler.run([sweep_id], on_progress=on_progress)
 
 
 def show_leaderboard(sessions, sweep_id: int, json_output: bool) -> None:
@@ -121,7 +198,10 @@ def db_upgrade(
         str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
     ] = None,
 ) -> None:
-    """Create or migrate the database to the current schema."""
+    """Create or migrate the database to the current schema.
+
+    Example: ssmbench db upgrade --db postgresql://ssm@localhost/ssmbench
+    """
     from orchestrator.db import head_revision, upgrade
     from orchestrator.settings import masked_url
 

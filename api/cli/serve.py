@@ -49,6 +49,8 @@ def serve_command(
     the scheduler lease lets one schedule at a time. Connection limits (SSMBENCH_MAX_CONNECTIONS,
     SSMBENCH_HEADER_TIMEOUT_SECONDS, SSMBENCH_BODY_TIMEOUT_SECONDS, SSMBENCH_KEEP_ALIVE_SECONDS,
     SSMBENCH_MAX_HEADER_BYTES) are settings; deploy/README.md says what a reverse proxy adds.
+
+    Example: ssmbench db upgrade --db postgresql://u@db/ssm && ssmbench serve --db postgresql://u@db/ssm
     """
     import uvicorn
     from pydantic import ValidationError
@@ -73,7 +75,7 @@ def serve_command(
     except ValidationError as err:
         first = err.errors()[0]
         fail(f"SSMBENCH_{str(first['loc'][0]).upper()}: {first['msg']}")
-    train_fn = _fake_trainer() if settings.scheduler else None
+    train_fn = fake_trainer() if settings.scheduler else None
     try:
         app = create_app(settings, train_fn=train_fn)
     except DatabaseNotMigrated as err:
@@ -91,7 +93,8 @@ def serve_command(
     )
 
 
-def _fake_trainer() -> Trainer | None:
+def fake_trainer() -> Trainer | None:
+    """The trainer named by $SSMBENCH_FAKE_TRAINER (tests only), else None: `ssm.train.train`."""
     target = os.environ.get(FAKE_TRAINER_ENV)
     if not target:
         return None

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.leaderboard import Leaderboard, LeaderboardRow
+from orchestrator.leaderboard.query import LRA_TASKS
 from orchestrator.models import TrialState
 
 STATE_STYLES = {  # trial states, and the sweep states of the same names
@@ -28,6 +29,14 @@ def _value(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
     return f"{100 * value:.2f}" if metric == "accuracy" else f"{value:.4f}"
+
+
+def metric_text(value: float | None, metric: str) -> str:
+    """A metric as every table shows it: accuracy in percent (0.873 → `87.30%`), r² as a number
+    (`r2 0.9512`); `—` when there is none."""
+    if value is None:
+        return "—"
+    return f"{_value(value, metric)}%" if metric == "accuracy" else f"{metric} {_value(value, metric)}"
 
 
 def _mean_std(row: LeaderboardRow) -> str:
@@ -74,17 +83,20 @@ def leaderboard_table(board: Leaderboard) -> Table:
         rows.caption = Text(f"published: {cited}", style="dim")
         rows.caption_justify = "left"
 
+    # The averages belong with LRA results: a board of synthetic tasks only has no such table.
+    show_averages = any(row.task in LRA_TASKS for row in board.rows) or any(
+        not average.is_baseline for average in board.averages
+    )
     averages = Table(title="LRA average", title_justify="left")
     averages.add_column("configuration")
     averages.add_column("LRA (6 tasks)", justify="right")
     averages.add_column("without Path-X", justify="right")
     averages.add_column("tasks")
     for average in board.averages:
-        cells = (
-            _percent(average.lra_average),
-            _percent(average.lra_average_without_pathx),
-            ", ".join(average.tasks_present),
-        )
+        tasks = ", ".join(average.tasks_present)
+        if average.is_baseline and not average.tasks_present:
+            tasks = "published average only"  # no per-task results to show above
+        cells = (_percent(average.lra_average), _percent(average.lra_average_without_pathx), tasks)
         if average.is_baseline:
             averages.add_row(f"{average.label} (published)", *cells, style="dim")
         else:
@@ -92,7 +104,7 @@ def leaderboard_table(board: Leaderboard) -> Table:
 
     outer = Table.grid(padding=(1, 0))
     outer.add_row(rows)
-    if board.averages:
+    if board.averages and show_averages:
         outer.add_row(averages)
     return outer
 
@@ -157,7 +169,8 @@ def sweep_table(sweep) -> Table:
 
 
 def trials_table(trials: Iterable, title: str) -> Table:
-    """Trials (api.schemas.TrialSummary)."""
+    """Trials (api.schemas.TrialSummary): state, configuration, seed, the test metric at the best
+    validation epoch (accuracy in percent), time and a note (the error's last line)."""
     table = Table(title=title, title_justify="left")
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
@@ -165,6 +178,7 @@ def trials_table(trials: Iterable, title: str) -> Table:
     table.add_column("task", no_wrap=True)
     table.add_column("configuration")
     table.add_column("seed", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("note", overflow="ellipsis", max_width=40)
     for trial in trials:
@@ -173,7 +187,11 @@ def trials_table(trials: Iterable, title: str) -> Table:
             if trial.started_at and trial.finished_at
             else "—"
         )
-        note = f"reuses trial {trial.reused_from}" if trial.reused_from else (trial.error or "").strip()
+        note = f"reuses trial {trial.reused_from}" if trial.reused_from else ""
+        if trial.error and not note:
+            from .outcome import failure_reason  # the exception's last line, without its module
+
+            note = failure_reason(trial.error)
         eigenvalues = "trained" if trial.train_eigenvalues else "frozen"
         table.add_row(
             str(trial.id),
@@ -182,6 +200,7 @@ def trials_table(trials: Iterable, title: str) -> Table:
             trial.task,
             f"{trial.layer} · {trial.init} · {trial.reparam} · {eigenvalues}",
             str(trial.seed),
+            "—" if trial.result is None else metric_text(trial.result.test_metric, trial.result.metric),
             seconds,
             note.splitlines()[-1] if note else "",
         )

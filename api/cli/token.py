@@ -83,7 +83,10 @@ def token_create(
         bool, typer.Option("--json", help='Print {"name", "token", ...} as JSON.')
     ] = False,
 ) -> None:
-    """Create a token and print it once: only its hash is stored, so keep it now."""
+    """Create a token and print it once: only its hash is stored, so keep it now.
+
+    Example: ssmbench token create --name alice --expires 30d
+    """
     from orchestrator.tokens import create_token
 
     role = "admin" if admin else "user"
@@ -106,7 +109,10 @@ def token_list(
     db: DbOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the tokens as a JSON list.")] = False,
 ) -> None:
-    """Every token's owner, role, state and dates (never the tokens themselves)."""
+    """Every token's owner, role, state and dates (never the tokens themselves).
+
+    Example: ssmbench token list --db sqlite:///ssmbench.db
+    """
     from rich.table import Table
 
     from orchestrator.tokens import list_tokens
@@ -127,7 +133,10 @@ def token_revoke(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The owner whose token to revoke.")],
     db: DbOption = None,
 ) -> None:
-    """Revoke NAME's token at once (its next request is a 401); `token create --name NAME` issues a new one."""
+    """Revoke NAME's token at once (its next request is a 401); `token create --name NAME` issues a new one.
+
+    Example: ssmbench token revoke alice
+    """
     from orchestrator.tokens import revoke_token
 
     if not _in_session(db, lambda session: revoke_token(session, name)):

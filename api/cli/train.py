@@ -34,7 +34,10 @@ def train_command(
         Path | None, typer.Option("--data-dir", help="Data directory (default $SSMBENCH_DATA_DIR).")
     ] = None,
 ) -> None:
-    """Train one trial and print its result table (or its TrialResult with --json)."""
+    """Train one trial and print its result table (or its TrialResult with --json); no database.
+
+    Example: ssmbench train examples/train-delay.yaml --set optim.lr=1e-3 --set optim.epochs=2
+    """
     from ssm.config import TrialConfig  # torch: imported when a trial runs, not for --help
     from ssm.train import CHECKPOINT_NAME
 
@@ -87,6 +90,8 @@ def _train_with_progress(config: TrialConfig, checkpoint_dir, data_dir) -> Trial
 
 
 def result_table(config: TrialConfig, result: TrialResult) -> Table:
+    from .tables import metric_text  # accuracy in percent, as the leaderboard shows it
+
     m = config.model
     table = Table(
         title=f"{m.layer.upper()} · init {m.init} · reparam {m.reparam} · "
@@ -97,8 +102,8 @@ def result_table(config: TrialConfig, result: TrialResult) -> Table:
     rows = [
         ("status", result.status),
         ("best epoch", str(result.best_epoch)),
-        (f"val {result.metric}", _fmt(result.val_metric)),
-        (f"test {result.metric}", _fmt(result.test_metric)),
+        ("val (best epoch)", metric_text(result.val_metric, result.metric)),
+        ("test (at the best val epoch)", metric_text(result.test_metric, result.metric)),
         (
             "parameters (trainable / frozen)",
             f"{result.parameters['trainable']:,} / {result.parameters['frozen']:,}",
@@ -114,7 +119,3 @@ def result_table(config: TrialConfig, result: TrialResult) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
-
-
-def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.4f}"

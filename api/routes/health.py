@@ -21,6 +21,9 @@ SCHEDULER_OFF = SchedulerHealth(
     enabled=False, state="disabled", holds_lease=False, in_flight=0, last_step_at=None, last_error=None
 )
 RAY_UNUSED = ComponentHealth(ok=True, detail="not used (API-only replica: the scheduler is off)")
+# /health is open to anyone: it says *what* is wrong, never the exception (its type or text: hosts,
+# paths, driver messages), which goes to the service log.
+UNREACHABLE = "not reachable (see the service log)"
 
 
 @router.get(
@@ -45,14 +48,20 @@ def get_health(request: Request, response: Response, session: SessionDep) -> Hea
         database = ComponentHealth(ok=True, detail=session.get_bind().dialect.name)
     except Exception as err:  # any failure to answer is the finding, not an error of this route
         log.warning("health: the database did not answer: %s", masked_text(str(err)))
-        database = ComponentHealth(ok=False, detail=f"not reachable ({type(err).__name__})")
+        database = ComponentHealth(ok=False, detail=UNREACHABLE)
     service = request.app.state.scheduler  # an orchestrator.service.SchedulerService, or None
     if service is None:
         scheduler, ray, scheduler_ok = SCHEDULER_OFF, RAY_UNUSED, True
     else:
         status, ray_status = service.status(), service.ray_status()
         scheduler = SchedulerHealth(enabled=True, **dataclasses.asdict(status))
+        if scheduler.last_error is not None:
+            scheduler = scheduler.model_copy(
+                update={"last_error": "the last scheduling pass failed (see the service log)"}
+            )
         ray = ComponentHealth(**dataclasses.asdict(ray_status))
+        if not ray.ok and ray.detail.startswith("not reachable"):
+            ray = ComponentHealth(ok=False, detail=UNREACHABLE)
         scheduler_ok = ray.ok and not status.degraded
     healthy = database.ok and scheduler_ok
     if not healthy:

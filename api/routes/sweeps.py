@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.exc import DataError
+from sqlalchemy.orm import load_only
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator import store
@@ -22,6 +23,7 @@ from ..deps import (
     MAX_ID,
     CallerDep,
     ReadAccess,
+    ServiceSettings,
     SessionDep,
     SettingsDep,
     ViewerDep,
@@ -54,7 +56,17 @@ seeds: [0, 1]
 """
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="the sweep's id")]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
-Limit = Annotated[int, Query(ge=1, description="items per page (at most the service's max page size)")]
+# The schema states the default max_page_size as limit's maximum, so that clients (and fuzzers) know
+# it; `page_limit` enforces the service's own setting (422 `page_too_large` above it).
+MAX_PAGE_SIZE: int = ServiceSettings.model_fields["max_page_size"].default
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        json_schema_extra={"maximum": MAX_PAGE_SIZE},
+        description=f"items per page: at most the service's max_page_size ({MAX_PAGE_SIZE} by default)",
+    ),
+]
 
 # The request body is read by hand (JSON or YAML); this documents it. The SweepSpec schema itself is
 # added to the OpenAPI components by `api.app`.
@@ -175,8 +187,9 @@ def get_sweeps(
     return SweepPage.model_validate({"items": items, "total": total, "offset": offset, "limit": limit})
 
 
-def _sweep_or_404(session, sweep_id: int) -> Sweep:
-    sweep = session.get(Sweep, sweep_id)
+def _sweep_or_404(session, sweep_id: int, *options) -> Sweep:
+    """The sweep (with loader `options`: only some columns), or 404 naming `sweep_id`."""
+    sweep = session.get(Sweep, sweep_id, options=options)
     if sweep is None:
         raise not_found("sweep", sweep_id, "sweep_id")
     return sweep
@@ -238,7 +251,7 @@ def get_sweep_trials(
     """A sweep's trials in planning order. A failed trial's `error` is its exception's last line;
     the sweep's owner and admins (with their token) get the whole traceback."""
     limit = page_limit(settings, limit)
-    owner = _sweep_or_404(session, sweep_id).owner
+    owner = _sweep_or_404(session, sweep_id, load_only(Sweep.id, Sweep.owner)).owner
     trials, total = list_trials(session, sweep_id, state=state, offset=offset, limit=limit)
     items = [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
     for item in items:

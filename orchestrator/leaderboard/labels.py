@@ -4,6 +4,7 @@ its stored config, and only as much as tells it apart from the other groups on t
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +19,8 @@ from .aggregates import Aggregate
 def group_labels(session: Session, aggregates: Sequence[Aggregate]) -> dict[str, str]:
     """A label per configuration group: layer · init · reparam (with a, b for `best`) ·
     trained/frozen, then `field=value` for every other model or optim field on which the groups
-    differ. Labels are unique: groups that their stored configs do not tell apart get the start of
-    their group key."""
+    differ; floats to 3 significant digits. Labels are unique: groups that their stored configs (or
+    the rounding) do not tell apart get the start of their group key."""
     columns = {a.group_key: a for a in aggregates}
     trial_ids = {a.group_key: a.trial_id for a in aggregates if a.trial_id is not None}
     configs: dict[str, dict[str, Any]] = {group_key: {} for group_key in columns}
@@ -94,9 +95,11 @@ def _fields(config: dict[str, Any] | str | None) -> dict[str, Any]:
 def _format(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
+    if isinstance(value, float):  # 3 significant digits: 0.135, 1.42e-3 (small and large: an exponent)
+        if value != 0 and math.isfinite(value) and not 1e-2 <= abs(value) < 1e4:
+            mantissa, _, exponent = f"{value:.2e}".partition("e")
+            return f"{float(mantissa):g}e{int(exponent)}"
+        return f"{value:.3g}"
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)

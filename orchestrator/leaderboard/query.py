@@ -64,7 +64,8 @@ def leaderboard(
 
     Baseline rows (with `include_baselines`): with a `task` filter, that task's published results
     (none for a synthetic task); without one, those of each LRA task that has rows on the board, or of
-    all six when the board has no rows at all (a fresh database shows the published table). Baseline
+    all six when the board has no rows at all (a fresh database shows the published table) — but
+    never for a task a `sweep_id`'s board has no results on (its trials failed, or it never ran it). Baseline
     averages come with any baseline row or any group average.
 
     `offset` and `limit` pick a page of the rows (`limit` None: to the end); `total_rows` counts them
@@ -100,7 +101,7 @@ def leaderboard(
     if include_baselines:
         if task is not None:
             baseline_tasks = {task}
-        elif by_task:
+        elif by_task or sweep_id is not None:  # a sweep's board: the tasks it has results on, if any
             baseline_tasks = set(by_task)
         else:
             baseline_tasks = set(LRA_TASKS)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import EpochMetric, Result, Sweep, Trial
+from ..models import EpochMetric, Result, Sweep, Trial, TrialDiagnostics
 
 
 class ReportError(ValueError):
@@ -114,17 +114,30 @@ def load_report_data(
 
 
 def load_diagnostic_arrays(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The stored diagnostic arrays (`TrialResult.diagnostics["arrays"]`: {"init", "best", "end"},
-    each a list per SSM layer of `ssm.diagnostics.layer_arrays` dicts) of the given trials that have
-    them. Read for the few trials a figure draws, not with every result: they are large."""
-    if not run_ids:
-        return {}
-    arrays = Result.payload[("diagnostics", "arrays")]
-    rows = session.execute(select(Result.trial_id, arrays).where(Result.trial_id.in_(set(run_ids))))
-    return {trial_id: value for trial_id, value in rows if isinstance(value, dict)}
+    """The diagnostic arrays ({"init", "best", "end"}, each a list per SSM layer of quantity →
+    array, as `ssm.diagnostics.layer_arrays` gives them) of the given trials that have them: from
+    their own tables (`orchestrator.queries.trial_diagnostics`), or inside the result's payload for
+    results stored before those tables existed. Read for the few trials a figure draws: they are large."""
+    from ..queries import trial_diagnostics
+
+    found: dict[int, dict[str, Any]] = {}
+    for trial in session.scalars(select(Trial).where(Trial.id.in_(set(run_ids)))):
+        stored = trial_diagnostics(session, trial)
+        if stored.snapshots:
+            found[trial.id] = stored.snapshots
+    legacy = set(run_ids) - found.keys()
+    if legacy:
+        arrays = Result.payload[("diagnostics", "arrays")]
+        rows = session.execute(select(Result.trial_id, arrays).where(Result.trial_id.in_(legacy)))
+        found.update({trial_id: value for trial_id, value in rows if isinstance(value, dict)})
+    return found
 
 
 # --- the queries ---------------------------------------------------------------------------------
+
+
+def _fourier_table(value: Any) -> list[dict[str, float | None]] | None:
+    return value if isinstance(value, list) and value else None
 
 
 def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
@@ -147,7 +160,7 @@ def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
             owner=s.owner,
             spec=s.spec,
             trials_by_state=counts[s.id],
-            created_at=s.created_at,  # UtcDateTime columns read back timezone-aware UTC
+            created_at=s.created_at,
             finished_at=s.finished_at,
         )
         for s in (found[i] for i in sweep_ids)
@@ -177,8 +190,10 @@ def _groups(session: Session, sweep_ids: list[int], sweeps: list[SweepInfo]) -> 
             Result.val_metric,
             Result.best_epoch,
             Result.payload[("diagnostics", "fourier")],
+            TrialDiagnostics.fourier_noise,
         )
         .join(Result, Result.trial_id == Trial.id)
+        .outerjoin(TrialDiagnostics, TrialDiagnostics.trial_id == func.coalesce(Trial.reused_from, Trial.id))
         .where(Trial.sweep_id.in_(sweep_ids), *_counted())
         .order_by(Trial.id)
     ).all()
@@ -195,7 +210,7 @@ def _groups(session: Session, sweep_ids: list[int], sweeps: list[SweepInfo]) -> 
     seen_runs: set[int] = set()
     for (
         trial_id, run_id, sweep_id, task, group_key, layer, init, reparam, trained, seed,
-        metric, test, val, best_epoch, fourier,
+        metric, test, val, best_epoch, legacy_fourier, fourier,
     ) in rows:  # fmt: skip
         if run_id in seen_runs:  # the same run reported through two sweeps counts once
             continue
@@ -215,7 +230,7 @@ def _groups(session: Session, sweep_ids: list[int], sweeps: list[SweepInfo]) -> 
                 test_metric=test,
                 val_metric=val,
                 best_epoch=best_epoch,
-                fourier=fourier if isinstance(fourier, list) and fourier else None,
+                fourier=_fourier_table(fourier) or _fourier_table(legacy_fourier),
             )
         )
     labels = _configuration_labels(session, list(groups.values()), first_trial)

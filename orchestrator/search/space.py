@@ -104,6 +104,11 @@ class SearchRange(_Strict):
             raise ValueError("low must be below high")
         if self.step is not None and not self.step > 0:
             raise invalid(("step",), "step must be positive", self.step)
+        if self.step is not None and not math.isfinite((self.high - self.low) / self.step):
+            # a step so small against the range that the count of steps overflows a float
+            raise invalid(
+                ("step",), f"step is too small: the range has more than {MAX_GRID_POINTS} steps", self.step
+            )
         if self.log and self.step is not None:
             raise ValueError("log and step cannot be combined; list log-spaced values as choices")
         if self.log and self.low <= 0:
@@ -154,7 +159,8 @@ class SearchSpec(_Strict):
 
     sampler: Literal["tpe", "cmaes", "random", "nsgaii", "grid"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
-    n_trials: int = Field(20, ge=1)
+    # each sampled trial is stored: at most the service's trials-per-sweep limit would allow anyway
+    n_trials: int = Field(20, ge=1, le=100_000, description="trials Optuna samples per study")
     objective: Objective = Field(default_factory=Objective)
     space: dict[str, SpaceEntry]
 
@@ -276,7 +282,7 @@ def _check_entry(path: str, entry: SearchChoices | SearchRange) -> None:
     check(entry.high, "high")
     points = entry.points(kind == "int")
     if points is not None and points > MAX_GRID_POINTS:
-        raise invalid((path,), f"the range has {points} steps, more than {MAX_GRID_POINTS}")
+        raise invalid((path,), f"the range has more than {MAX_GRID_POINTS} steps")
 
 
 # --- what the rest of the search uses --------------------------------------------------------------------

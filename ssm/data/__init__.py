@@ -33,8 +33,14 @@ from ssm.data.base import (
     Task,
     resolve_data_dir,
 )
-from ssm.data.image import load_image, load_pathfinder, load_pathx
-from ssm.data.listops import load_listops
+from ssm.data.image import (
+    load_image,
+    load_pathfinder,
+    load_pathx,
+    require_cifar_files,
+    require_pathfinder_metadata,
+)
+from ssm.data.listops import load_listops, require_listops_files
 from ssm.data.synthetic import (
     make_adding,
     make_delay,
@@ -43,7 +49,7 @@ from ssm.data.synthetic import (
     make_memory_exp,
     make_memory_poly,
 )
-from ssm.data.text import load_retrieval, load_text
+from ssm.data.text import IMDB_DIR, list_imdb_reviews, load_retrieval, load_text, require_retrieval_files
 
 # Loaders that read files take the data directory as their first argument.
 FILE_TASKS: dict[str, Callable[..., Task]] = {
@@ -84,6 +90,28 @@ def task_options(name: str) -> dict[str, Any]:
     }
 
 
+def require_data(name: str, data_dir: str | Path | None = None, **options: Any) -> None:
+    """Raise `DataNotFoundError` (the path expected, how to get it) when the files task `name` reads
+    are not where its loader looks; synthetic tasks need none. Quick: it checks that the files and
+    directories exist, not what they hold (`ssmbench data check` reads them)."""
+    if name not in FILE_TASKS:
+        return
+    root = resolve_data_dir(data_dir)
+    if name == "listops":
+        require_listops_files(root)
+    elif name == "retrieval":
+        require_retrieval_files(root)
+    elif name == "image":
+        require_cifar_files(root)
+    elif name == "text":
+        for split in ("train", "test"):
+            list_imdb_reviews(root / IMDB_DIR, split)
+    else:  # pathfinder, pathx
+        side = 32 if name == "pathfinder" else 128
+        level = options.get("level", task_options(name)["level"])
+        require_pathfinder_metadata(root, side, level)
+
+
 def get_task(name: str, data_dir: str | Path | None = None, **options: Any) -> Task:
     """The task called `name` (one of `TASK_NAMES`) with its train/val/test splits.
 
@@ -117,6 +145,7 @@ __all__ = [
     "SequenceDataset",
     "Task",
     "get_task",
+    "require_data",
     "resolve_data_dir",
     "task_options",
 ]

@@ -128,6 +128,16 @@ def cifar_to_sequence(pixels: np.ndarray, rgb: bool) -> np.ndarray:
     return ((gray / 255.0 - GRAY_MEAN) / GRAY_STD).astype(np.float32)[:, :, None]
 
 
+def require_cifar_files(data_dir: Path) -> dict[str, list[Path]]:
+    """The CIFAR-10 batches under `<data_dir>/cifar-10-batches-py/` by split (train, test);
+    DataNotFoundError for the first missing."""
+    root = data_dir / CIFAR_DIR
+    files = {split: [root / name for name in names] for split, names in CIFAR_FILES.items()}
+    sources = files["train"] + files["test"]
+    require_files(sources, CIFAR_PROVIDER.format(data_dir=data_dir), what="CIFAR-10 batch")
+    return files
+
+
 def load_image(
     data_dir: Path,
     *,
@@ -144,10 +154,8 @@ def load_image(
     common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     val_fraction = check_fraction("val_fraction", val_fraction)
     rgb = check_bool("rgb", rgb)
-    root = data_dir / CIFAR_DIR
-    files = {split: [root / name for name in names] for split, names in CIFAR_FILES.items()}
-    sources = files["train"] + files["test"]
-    require_files(sources, CIFAR_PROVIDER.format(data_dir=data_dir), what="CIFAR-10 batch")
+    files = require_cifar_files(data_dir)
+    root, sources = data_dir / CIFAR_DIR, files["train"] + files["test"]
     channels = 3 if rgb else 1
     steps = min(common.max_len, CIFAR_PIXELS)
 
@@ -279,6 +287,27 @@ def read_png(path: Path, side: int, bad: BadItems) -> np.ndarray | None:
     return pixels
 
 
+def pathfinder_location(data_dir: Path, side: int, level: str) -> tuple[str, Path, str]:
+    """Where the Pathfinder images of `side` pixels and contour `level` live: the source root
+    (`pathfinder<side>/<level>`), its directory under `data_dir`, and how to get them."""
+    level_name, contour_length = resolve_level(level)
+    source_root = f"pathfinder{side}/{level_name}"
+    provider = (
+        f"Generate it with `ssmbench data generate pathfinder --size {side} "
+        f"--contour-length {contour_length} --data-dir {data_dir}`, or unpack {LRA_RELEASE} into {data_dir}."
+    )
+    return source_root, data_dir / source_root, provider
+
+
+def require_pathfinder_metadata(data_dir: Path, side: int, level: str = "curv_contour_length_14") -> Path:
+    """The metadata directory of a Pathfinder level; DataNotFoundError if it is missing."""
+    _, level_dir, provider = pathfinder_location(data_dir, side, level)
+    metadata_dir = level_dir / "metadata"
+    if not metadata_dir.is_dir():
+        raise DataNotFoundError(metadata_dir, provider, what="Pathfinder metadata directory")
+    return metadata_dir
+
+
 def _pathfinder_loader(name: str, side: int, dataset: str) -> Callable[..., Task]:
     """The loader of task `name`: Pathfinder images of `side`×`side` pixels from
     `<data_dir>/pathfinder<side>/<level>/`, as LRA's `dataset` (one loader, two image sizes)."""
@@ -295,13 +324,7 @@ def _pathfinder_loader(name: str, side: int, dataset: str) -> Callable[..., Task
         skip_bad: bool = False,
     ) -> Task:
         common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
-        level_name, contour_length = resolve_level(level)
-        source_root = f"pathfinder{side}/{level_name}"
-        level_dir = data_dir / source_root
-        provider = (
-            f"Generate it with `ssmbench data generate pathfinder --size {side} "
-            f"--contour-length {contour_length} --out {data_dir}`, or unpack {LRA_RELEASE} into {data_dir}."
-        )
+        source_root, level_dir, provider = pathfinder_location(data_dir, side, level)
         metadata_bad = BadItems(common.skip_bad)
         items = read_pathfinder_metadata(level_dir, provider, metadata_bad)
         # LRA's split in metadata order: the first 80% train, the next 10% val, the last 10% test.
@@ -325,7 +348,7 @@ def _pathfinder_loader(name: str, side: int, dataset: str) -> Callable[..., Task
             counts = fill_splits(writer, capacity, (common.max_len, 1), np.float32, examples)
             return build_info(counts, metadata_bad, bad)
 
-        options = {"max_len": common.max_len, "skip_bad": common.skip_bad, "level": level_name}
+        options = {"max_len": common.max_len, "skip_bad": common.skip_bad, "level": resolve_level(level)[0]}
         sources = [*sorted((level_dir / "metadata").glob("*.npy")), *(path for path, _ in items)]
         entry = load_or_build(data_dir, name, options, sources, source_root, build)
         return lra_task(

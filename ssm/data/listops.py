@@ -33,7 +33,7 @@ VOCAB: dict[str, int] = {
 }
 VOCAB_SIZE = 1 + len(VOCAB)  # with the padding id
 PROVIDER = (
-    "Generate it with `ssmbench data generate listops --out {data_dir}`, or unpack the LRA release "
+    "Generate it with `ssmbench data generate listops --data-dir {data_dir}`, or unpack the LRA release "
     "(lra_release.gz from https://github.com/google-research/long-range-arena) into {data_dir}."
 )
 
@@ -81,6 +81,14 @@ def read_listops_tsv(path: Path, bad: BadItems) -> Iterator[tuple[list[int], int
                 yield ids, int(target)
 
 
+def require_listops_files(data_dir: Path) -> dict[str, Path]:
+    """The split files under `<data_dir>/listops-1000/`; DataNotFoundError for the first missing."""
+    root = data_dir / LISTOPS_DIR
+    paths = {split: root / SPLIT_FILES[split] for split in SPLITS}
+    require_files(paths.values(), PROVIDER.format(data_dir=data_dir), what="ListOps split")
+    return paths
+
+
 def load_listops(
     data_dir: Path,
     *,
@@ -93,9 +101,7 @@ def load_listops(
 ) -> Task:
     """The ListOps task from `<data_dir>/listops-1000/` (10 classes, tokens, mean pooling)."""
     common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
-    root = data_dir / LISTOPS_DIR
-    paths = {split: root / SPLIT_FILES[split] for split in SPLITS}
-    require_files(paths.values(), PROVIDER.format(data_dir=data_dir), what="ListOps split")
+    paths = require_listops_files(data_dir)
 
     def build(writer: CacheWriter) -> dict:
         bad = BadItems(common.skip_bad)
@@ -112,5 +118,5 @@ def load_listops(
     options = {"max_len": common.max_len, "skip_bad": common.skip_bad}
     entry = load_or_build(data_dir, "listops", options, paths.values(), LISTOPS_DIR, build)
     return lra_task(
-        entry, "listops", common, options, root, n_classes=10, d_input=VOCAB_SIZE, input_type="tokens"
+        entry, "listops", common, options, data_dir / LISTOPS_DIR, n_classes=10, d_input=VOCAB_SIZE, input_type="tokens"
     )

@@ -177,6 +177,14 @@ def read_aan_tsv(path: Path, bad: BadItems) -> Iterator[tuple[int, bytes, bytes]
             yield int(label), columns[3], columns[4]
 
 
+def require_retrieval_files(data_dir: Path) -> dict[str, Path]:
+    """The AAN pair files under `<data_dir>/tsv_data/`; DataNotFoundError for the first missing."""
+    root = data_dir / AAN_DIR
+    paths = {split: root / AAN_FILES[split] for split in SPLITS}
+    require_files(paths.values(), AAN_PROVIDER.format(data_dir=data_dir), what="AAN pairs file")
+    return paths
+
+
 def load_retrieval(
     data_dir: Path,
     *,
@@ -189,9 +197,7 @@ def load_retrieval(
 ) -> Task:
     """LRA retrieval: AAN document pairs from `<data_dir>/tsv_data/` (2 classes, paired byte tokens)."""
     common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
-    root = data_dir / AAN_DIR
-    paths = {split: root / AAN_FILES[split] for split in SPLITS}
-    require_files(paths.values(), AAN_PROVIDER.format(data_dir=data_dir), what="AAN pairs file")
+    paths = require_retrieval_files(data_dir)
 
     def build(writer: CacheWriter) -> dict:
         bad = BadItems(common.skip_bad)
@@ -212,4 +218,4 @@ def load_retrieval(
     options = {"max_len": common.max_len, "skip_bad": common.skip_bad}
     entry = load_or_build(data_dir, "retrieval", options, paths.values(), AAN_DIR, build)
     facts = {"n_classes": 2, "d_input": BYTE_VOCAB_SIZE, "input_type": "tokens", "paired": True}
-    return lra_task(entry, "retrieval", common, options, root, **facts)
+    return lra_task(entry, "retrieval", common, options, data_dir / AAN_DIR, **facts)

@@ -87,18 +87,21 @@ def grad_over_weight(model: nn.Module, eps: float = 1e-12) -> dict[str, Any]:
     """
     layers: list[dict[str, Any] | None] = []
     pooled = []
-    for layer in ssm_layers(model):
-        w = layer.eig.w
-        if not isinstance(w, nn.Parameter) or not w.requires_grad or w.grad is None:
-            layers.append(None)
-            continue
-        magnitude = w.detach().to("cpu", torch.float64).abs().flatten()
-        grad = w.grad.detach().to("cpu", torch.float64).abs().flatten()
-        finite = magnitude > eps
-        ratio = grad[finite] / magnitude[finite]
-        pooled.append(ratio)
-        layers.append({**_mean_max(ratio), "n": int(finite.sum()), "n_excluded": int((~finite).sum())})
-    overall = _mean_max(torch.cat(pooled)) if pooled else {"mean": None, "max": None}
+    # One thread: the trainer calls this after every step, on a few thousand numbers; on a busy
+    # CPU the intra-op threads spin, 0.04–0.4 s a call instead of 3 ms (bench/diagnostics.py).
+    with one_thread():
+        for layer in ssm_layers(model):
+            w = layer.eig.w
+            if not isinstance(w, nn.Parameter) or not w.requires_grad or w.grad is None:
+                layers.append(None)
+                continue
+            magnitude = w.detach().to("cpu", torch.float64).abs().flatten()
+            grad = w.grad.detach().to("cpu", torch.float64).abs().flatten()
+            finite = magnitude > eps
+            ratio = grad[finite] / magnitude[finite]
+            pooled.append(ratio)
+            layers.append({**_mean_max(ratio), "n": int(finite.sum()), "n_excluded": int((~finite).sum())})
+        overall = _mean_max(torch.cat(pooled)) if pooled else {"mean": None, "max": None}
     return {"layers": layers, **overall}
 
 

@@ -30,3 +30,26 @@ def quick(config, on_epoch=None, checkpoint_dir=None, data_dir=None):
         test_metric=accuracy,
         parameters={"total": 10, "trainable": 10, "frozen": 0},
     )
+
+
+def troubled(config, on_epoch=None, checkpoint_dir=None, data_dir=None):
+    """`quick`, except that the `adding` task's files are missing (DataNotFoundError, as a loader
+    raises it when the data vanished after the up-front check) and a learning rate of 1 or more
+    diverges: a sweep with failures of two kinds, for `ssmbench run`'s summary."""
+    from pathlib import Path
+
+    from ssm.data import DataNotFoundError
+
+    if config.task.name == "adding":
+        expected = Path(data_dir or "data") / "listops-1000" / "basic_train.tsv"
+        provider = "Generate it with `ssmbench data generate listops --data-dir data`."
+        raise DataNotFoundError(expected, provider, what="ListOps split")
+    if config.optim.lr >= 1.0:
+        return TrialResult(
+            status="diverged",
+            config_hash=config.hash(),
+            metric="accuracy",
+            diverged_at={"epoch": 0, "step": 3},
+            parameters={"total": 10, "trainable": 10, "frozen": 0},
+        )
+    return quick(config, on_epoch, checkpoint_dir, data_dir)

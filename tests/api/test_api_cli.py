@@ -113,7 +113,9 @@ def test_bad_input_is_one_line_and_exit_2(server, tmp_path):
     line = one_line_error(cli("submit", str(bad), *url, "--token", tokens["alice"]), 2)
     assert str(bad) in line and "model.init[1]" in line and "line 4" in line
     assert "cannot read" in one_line_error(cli("submit", str(tmp_path / "missing.yaml"), *url), 2)
-    line = one_line_error(cli("submit", str(bad), *url), 2)
+    good = tmp_path / "grid.yaml"
+    good.write_text(GRID_YAML)
+    line = one_line_error(cli("submit", str(good), *url), 2)  # a spec is checked here, then sent
     assert "Authorization" in line and "--token" in line
     assert "no sweep with id 42" in one_line_error(cli("status", "42", *url), 2)
     assert "no sweep with id 42" in one_line_error(cli("trials", "42", *url), 2)

@@ -26,10 +26,10 @@ from api.app import create_app
 from api.cli import app as cli_app
 from api.client import Client, ServerUnreachable
 from api.metrics import HTTP_METHODS
-from api.schemas import ComponentHealth, SchedulerHealth
 from orchestrator import store
 from orchestrator.db import transaction
 from orchestrator.models import ApiToken, Sweep, Trial, utcnow
+from orchestrator.service import RayStatus, SchedulerStatus
 from orchestrator.spec import load_spec
 from orchestrator.tokens import create_token
 
@@ -360,11 +360,19 @@ def test_health_never_shows_exception_text(sqlite_url):
         make_engine("postgresql+psycopg://nobody:hunter2@127.0.0.1:9/none?connect_timeout=2")
     )
     secret = "TypeError: '<' not supported, /opt/venv/lib/python3.11/site-packages/orchestrator/spec.py"
-    app.state.scheduler_health = lambda: SchedulerHealth(
-        enabled=True, state="active", holds_lease=True, in_flight=0, last_step_at=None, last_error=secret
-    )
-    app.state.ray_health = lambda: ComponentHealth(ok=False, detail=f"not reachable: {secret}")
+
+    class LeakyScheduler:  # a SchedulerService whose status carries exception text
+        def status(self):
+            return SchedulerStatus(
+                state="active", holds_lease=True, in_flight=0, last_step_at=None, failing_passes=3,
+                last_error=secret,
+            )  # fmt: skip
+
+        def ray_status(self):
+            return RayStatus(ok=False, detail=f"not reachable: {secret}")
+
     with TestClient(app) as client:
+        app.state.scheduler = LeakyScheduler()
         response = client.get("/api/v1/health")
     body = response.text
     assert response.status_code == 503 and response.json()["status"] == "degraded"

@@ -18,6 +18,8 @@ def test_upgrade_creates_every_table_and_seeds_baselines(engine, sessions):
         "baselines",
         "api_tokens",
         "scheduler_lease",
+        "trial_diagnostics",
+        "trial_diagnostic_arrays",
     } <= tables
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Baseline)) == 72  # 0002's 43, then 0005
@@ -31,7 +33,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
 
 
 def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):

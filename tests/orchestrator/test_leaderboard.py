@@ -431,16 +431,16 @@ def test_labels_name_what_differs_and_are_unique(sessions):
     labels = {r.group_key: r.label for r in ours(board, "listops")}
     assert len(set(labels.values())) == len(variants)
     assert labels == {r.group_key: r.label for r in ours(board, "text")}  # one label per group
-    assert labels[group_key()] == "s4d · inv · exp · trained · reparam_a=1 · d_state=16 · lr=0.003"
-    assert labels[group_key(d_state=64)] == "s4d · inv · exp · trained · reparam_a=1 · d_state=64 · lr=0.003"
+    assert labels[group_key()] == "s4d · inv · exp · trained · reparam_a=1 · d_state=16 · lr=3e-3"
+    assert labels[group_key(d_state=64)] == "s4d · inv · exp · trained · reparam_a=1 · d_state=64 · lr=3e-3"
     assert labels[group_key(reparam="best", reparam_a=2.0, train_eigenvalues=False)] == (
-        "s4d · inv · best(a=2,b=0.5) · frozen · d_state=16 · lr=0.003"
+        "s4d · inv · best(a=2,b=0.5) · frozen · d_state=16 · lr=3e-3"
     )
     assert labels[group_key(reparam="best", reparam_a=0.25, train_eigenvalues=False)].startswith(
         "s4d · inv · best(a=0.25,b=0.5) · frozen"
     )
     assert labels[group_key(layer="s5", init="legs", d_state=64)] == (
-        "s5 · legs · exp · trained · reparam_a=1 · d_state=64 · lr=0.003"
+        "s5 · legs · exp · trained · reparam_a=1 · d_state=64 · lr=3e-3"
     )
     assert {a.label for a in board.averages if not a.is_baseline} == set(labels.values())
     assert [r.label for r in ours(twins)] == [

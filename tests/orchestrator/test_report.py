@@ -21,7 +21,7 @@ from orchestrator.report import ReportError, build_report, figures, load_report_
 from orchestrator.report.build import diagnostic_runs, report_figures
 from orchestrator.report.data import load_diagnostic_arrays
 from orchestrator.spec import load_spec
-from orchestrator.worker import run_trial
+from orchestrator.worker import TrialJob, run_trial
 from ssm.train import TrialResult
 
 # --- the figure module, on plain arrays ------------------------------------------------------------
@@ -230,7 +230,7 @@ def run_sweep(db_url, sessions, spec_text: str = SPEC) -> int:
     for trial_id in pending:
         with transaction(sessions) as s:
             attempt = store.claim(s, trial_id)
-        assert run_trial(trial_id, attempt, db_url, train_fn=diagnosing_trainer) == "completed"
+        assert run_trial(TrialJob(trial_id, attempt, db_url, train_fn=diagnosing_trainer)) == "completed"
     with transaction(sessions) as s:
         store.close_finished_sweeps(s)
     return sweep_id

@@ -223,7 +223,7 @@ def _corrupt(sessions, sweep_id, how):
 
 
 EXPECTED_REASON = {
-    "null bound": "TypeError: '<' not supported between instances of 'float' and 'NoneType'",
+    "null bound": "ValidationError: search.space.optim.lr.high: Value error, high must be a number",
     "unknown key": "ValidationError: colour: Extra inputs are not permitted",
     "not json": "JSONDecodeError: Expecting value: line 1 column 10 (char 9)",
 }

@@ -170,3 +170,212 @@ def test_a_spec_survives_its_storage_round_trip():
 )
 def test_key_path(loc, path):
     assert key_path(loc) == path
+
+
+# --- issue 13: what a spec may ask for is bounded, and a spec survives its own storage ------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from spec_strategies import spec_body, valid_specs  # noqa: E402  (tests/spec_strategies.py)
+
+from orchestrator.spec import MAX_DEPTH, MAX_NODES, TaskOptionLimits, validate_spec  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(data=valid_specs(), as_yaml=st.booleans())
+def test_a_valid_spec_re_validates_from_its_stored_form_to_the_same_spec(data, as_yaml):
+    content_type, body = spec_body(data, as_yaml)
+    spec = parse_spec(body.decode(), content_type, max_trials=10_000)
+    stored = json.loads(json.dumps(spec.model_dump(mode="json"), allow_nan=False))  # as the database holds it
+    again = validate_spec(stored, max_trials=10_000)
+    assert again == spec
+    assert again.model_dump(mode="json") == stored
+    assert [c.hash() for c in plan(again)] == [c.hash() for c in plan(spec)] if spec.search is None else True
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("search: {space: {optim.lr: {low: 0.001, high: .inf}}}", "search.space.optim.lr.high"),
+        ("search: {space: {optim.lr: {low: .nan, high: 0.1}}}", "search.space.optim.lr.low"),
+        ("resources: {cpus: .inf}", "resources.cpus"),
+        ("optim: {lr: [0.1, .nan]}", "optim.lr[1]"),
+        ("model: {dropout: -.inf}", "model.dropout"),
+        ("tasks: [{name: memory-exp, T: 1.0e+400}]", "tasks[0].T"),
+        ("tasks: [{name: delay, options: {delay: .inf}}]", "tasks[0].options.delay"),
+        ("diagnostics: {fourier: {frequencies: [0.1, .inf]}}", "diagnostics.fourier.frequencies[1]"),
+    ],
+)
+def test_a_non_finite_number_anywhere_is_refused_naming_its_field(text, path):
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: x\ntasks: [delay]\n{text}\n".replace("tasks: [delay]\ntasks", "tasks"))
+    assert info.value.path == path and "finite" in info.value.message, info.value
+
+
+def test_non_finite_json_numbers_are_refused_too():
+    for literal in ("Infinity", "-Infinity", "NaN", "1e400"):
+        with pytest.raises(SpecError) as info:
+            parse_spec(
+                '{"name": "x", "tasks": ["delay"], "resources": {"cpus": LITERAL}}'.replace(
+                    "LITERAL", literal
+                ),
+                "application/json",
+            )
+        assert info.value.path == "resources.cpus" and "finite" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("!!set {a, b}", "a set"),
+        ("!!binary gIGC", "binary data"),
+        ("2020-01-01", "a date"),
+        ("2020-01-01T10:00:00Z", "a date"),
+    ],
+)
+def test_a_yaml_value_that_is_not_json_is_refused(value, kind):
+    """Sets, bytes and timestamps would not survive the JSON the spec is stored as (nor the config hash)."""
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: x\ntasks: [{{name: pathx, level: {value}}}]\n")
+    assert info.value.path == "tasks[0].level" and kind in info.value.message and info.value.line == 2
+
+
+def test_nul_characters_lone_surrogates_and_text_keys():
+    for text, path in (
+        ('{"name": "a\\u0000b", "tasks": ["delay"]}', "name"),
+        ('{"name": "\\ud800", "tasks": ["delay"]}', "name"),
+    ):
+        with pytest.raises(SpecError) as info:
+            parse_spec(text, "application/json")
+        assert info.value.path == path
+    with pytest.raises(SpecError) as info:
+        load_spec("name: x\ntasks: [delay]\nmodel: {1: 2}\n")
+    assert info.value.path == "model" and "key must be text" in info.value.message
+
+
+def test_yaml_aliases_are_counted_expanded_and_refused_past_the_bound():
+    """A billion laughs in a few hundred bytes: refused while composing, before anything is built."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = "name: x\ntasks: [delay]\n" + "\n".join(lines) + "\n"
+    assert len(bomb) < 600
+    with pytest.raises(SpecError) as info:
+        load_spec(bomb)
+    assert info.value.code == "spec_too_large" and f"{MAX_NODES} values" in info.value.message
+    with pytest.raises(SpecError) as info:  # one long string aliased many times
+        load_spec(
+            "name: x\ntasks: [delay]\ns: &s " + "y" * 20_000 + "\nt: [" + ", ".join(["*s"] * 20) + "]\n"
+        )
+    assert info.value.code == "spec_too_large" and "characters" in info.value.message
+    with pytest.raises(SpecError) as info:
+        load_spec("name: &n [*n]\ntasks: [delay]\n")
+    assert "inside its own anchor" in info.value.message
+    # aliases within the bounds work as before
+    spec = load_spec("name: x\ntasks: [delay]\nmodel: {d_model: &d 16, d_state: *d}\n")
+    assert spec.model == {"d_model": 16, "d_state": 16}
+
+
+def test_nesting_is_bounded_in_yaml_and_json():
+    deep = "[" * 300 + "]" * 300
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: x\ntasks: [{{name: delay, delay: {deep}}}]\n")
+    assert f"more than {MAX_DEPTH} levels" in info.value.message and info.value.line == 2
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            '{"name": "x", "tasks": [{"name": "delay", "delay": DEEP}]}'.replace("DEEP", deep),
+            "application/json",
+        )
+    assert f"more than {MAX_DEPTH} levels" in info.value.message and info.value.path.startswith(
+        "tasks[0].delay"
+    )
+    very_deep = "[" * 100_000 + "]" * 100_000  # deeper than Python's recursion limit
+    with pytest.raises(SpecError):
+        parse_spec(very_deep, "application/json")
+    with pytest.raises(SpecError):
+        load_spec(very_deep)
+
+
+def test_integers_beyond_64_bits_and_beyond_python_s_digit_limit():
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            json.dumps({"name": "x", "tasks": [{"name": "delay", "options": {"bogus": 2**64}}]}),
+            "application/json",
+        )
+    assert info.value.path == "tasks[0].options.bogus" and "64 bits" in info.value.message
+    for text in (f"name: x\ntasks: [delay]\nseeds: [{'9' * 5000}]\n",):
+        with pytest.raises(SpecError) as info:
+            load_spec(text)
+        assert "digits" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("optim: {epochs: 1000000000000}", "optim.epochs"),
+        ("model: {d_model: 100000000}", "model.d_model"),
+        ("model: {d_state: [2, 100000]}", "model.d_state[1]"),
+        ("model: {n_layers: 100000}", "model.n_layers"),
+        ("optim: {batch_size: 10000000}", "optim.batch_size"),
+        ("tasks: [{name: delay, n_train: 1000000000000}]", "tasks[0].n_train"),
+        ("tasks: [{name: listops, max_len: 10000000}]", "tasks[0].max_len"),
+        ("tasks: [{name: delay, options: {n_test: 0}}]", "tasks[0].n_test"),
+        ("seeds: [0, 4294967296]", "seeds[1]"),
+        ("resources: {cpus: 100000}", "resources.cpus"),
+        ("resources: {gpus: 1000}", "resources.gpus"),
+        ("priority: 9223372036854775807", "priority"),
+        ("max_concurrent: 10000000", "max_concurrent"),
+        ("search: {n_trials: 100000000, space: {optim.lr: {low: 0.001, high: 0.1}}}", "search.n_trials"),
+        ("search: {space: {model.d_model: {low: 1, high: 100000000}}}", "search.space.model.d_model.high"),
+        ("diagnostics: {memory_max_lag: 100000000}", "diagnostics.memory_max_lag"),
+    ],
+)
+def test_every_numeric_field_has_an_upper_bound(text, path):
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: x\ntasks: [delay]\n{text}\n".replace("tasks: [delay]\ntasks", "tasks"))
+    assert info.value.path == path, info.value
+    assert "less than" in info.value.message or "greater than" in info.value.message
+
+
+def test_task_option_bounds_cover_every_numeric_option_of_every_task():
+    """A new numeric task option needs a bound in TaskOptionLimits (else it is unbounded)."""
+    from ssm.data import TASK_NAMES, task_options
+
+    for task in TASK_NAMES:
+        for option, default in task_options(task).items():
+            if option not in TaskOptionLimits.model_fields:
+                assert default is not None and not isinstance(default, int | float), (task, option)
+
+
+def test_a_search_step_that_overflows_is_refused_at_the_step():
+    with pytest.raises(SpecError) as info:
+        load_spec(
+            "name: x\ntasks: [delay]\nsearch: {space: {optim.lr: {low: 1.0e-4, high: 1.0e-2, step: 5.0e-324}}}\n"
+        )
+    assert info.value.path == "search.space.optim.lr.step"
+
+
+def test_the_grid_limit_is_checked_before_planning_and_the_plan_is_made_once(monkeypatch):
+    axes = ", ".join(
+        f"{k}: [{','.join(str(v) for v in values)}]"
+        for k, values in {
+            "d_model": range(1, 11),
+            "n_layers": range(1, 11),
+            "dropout": [i / 10 for i in range(10)],
+            "d_state": range(2, 22, 2),
+        }.items()
+    )
+    optim = ", ".join(
+        f"{k}: [{','.join(str(v) for v in range(1, 11))}]" for k in ("epochs", "batch_size", "warmup_steps")
+    )
+    text = f"name: g\ntasks: [delay]\nmodel: {{{axes}}}\noptim: {{{optim}, lr: [.1,.2,.3,.4,.5,.6,.7,.8,.9,1.0]}}\n"
+    assert len(text) <= 343  # the size of the issue's spec
+    built = []
+    real = SweepSpec.trial_config
+    monkeypatch.setattr(SweepSpec, "trial_config", lambda self, *a: built.append(1) or real(self, *a))
+    with pytest.raises(SpecError) as info:
+        load_spec(text, max_trials=10_000)
+    assert info.value.code == "too_many_trials" and "100000000 trials" in info.value.message
+    assert built == []  # nothing planned
+    spec = load_spec(QUICKSTART, max_trials=10_000)
+    assert len(built) == 32
+    assert plan(spec) is plan(spec) and len(built) == 32  # storing the sweep plans nothing again

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from ssm.data import (
+    FILE_TASKS,
     TASK_NAMES,
     DataFormatError,
     DataNotFoundError,
     SequenceDataset,
     Task,
     get_task,
+    require_data,
     resolve_data_dir,
     task_options,
 )
@@ -80,7 +82,7 @@ def test_missing_data_names_the_path_and_the_command(monkeypatch: pytest.MonkeyP
     expected = tmp_path / "listops-1000" / "basic_train.tsv"
     assert error.value.path == expected
     assert str(expected) in str(error.value)
-    assert f"ssmbench data generate listops --out {tmp_path}" in str(error.value)
+    assert f"ssmbench data generate listops --data-dir {tmp_path}" in str(error.value)
     assert isinstance(error.value, FileNotFoundError)
     assert issubclass(DataFormatError, ValueError)
 
@@ -126,3 +128,15 @@ def test_subsampling_is_deterministic_by_seed():
     assert all(tuple(row.flatten().tolist()) in full_rows for row in a.train.x)
     with pytest.raises(ValueError, match="n_train=5000 but the train split has only 1439"):
         get_task("digits", n_train=5000)
+
+
+@pytest.mark.parametrize("name", sorted(FILE_TASKS))
+def test_require_data_expects_what_the_loader_expects(tmp_path: Path, name: str):
+    """The up-front check (`ssmbench run` refuses a sweep with it) names the same missing path as
+    loading the task would, and passes synthetic tasks."""
+    with pytest.raises(DataNotFoundError) as checked:
+        require_data(name, tmp_path)
+    with pytest.raises(DataNotFoundError) as loaded:
+        get_task(name, data_dir=tmp_path)
+    assert checked.value.path == loaded.value.path and str(checked.value) == str(loaded.value)
+    require_data("delay", tmp_path)  # synthetic: nothing to check

@@ -182,6 +182,6 @@ def test_pathfinder_missing_metadata(tmp_path: Path):
     with pytest.raises(DataNotFoundError) as error:
         get_task("pathfinder", data_dir=tmp_path)
     assert error.value.path == tmp_path / "pathfinder32" / "curv_contour_length_14" / "metadata"
-    assert f"ssmbench data generate pathfinder --size 32 --contour-length 14 --out {tmp_path}" in str(
+    assert f"ssmbench data generate pathfinder --size 32 --contour-length 14 --data-dir {tmp_path}" in str(
         error.value
     )

@@ -1,0 +1,581 @@
+"""The page routes (`api.pages`): each reads one page of rows in a fixed number of statements and
+renders a template; none writes to the database."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode
+
+import jinja2
+import yaml
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator.leaderboard import LRA_TASKS, Leaderboard, leaderboard
+from orchestrator.models import FINAL_TRIAL_STATES, LeaderboardCell, Result, Sweep, Trial, TrialState
+from orchestrator.queries import (
+    TRIAL_SORT_KEYS,
+    best_trials,
+    epoch_metrics,
+    list_sweeps,
+    result_payload,
+    state_counts_by_sweep,
+    sweep_summary,
+    trial_detail,
+    trial_diagnostics,
+    trials_page,
+)
+from orchestrator.tokens import token_caller
+from ssm.config import InitName, LayerName, ReparamName
+
+from ..deps import MAX_ID, SessionDep, visible_error
+from .auth import (
+    TOKEN_COOKIE,
+    LoginRequired,
+    forget_token,
+    page_viewer,
+    safe_next,
+    store_token,
+)
+from .studies import BUILT_IN_STUDIES
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+SWEEPS_PER_PAGE = 25
+TRIALS_PER_PAGE = 50
+BOARD_ROWS_PER_PAGE = 50
+FAILURES_SHOWN = 10
+POLL_SECONDS = 2.0
+
+# Only this service's own files: no inline script or style, no other origin, no framing. Figures are
+# SVG files loaded as images (`img-src 'self'`); an image cannot run script.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+router = APIRouter(include_in_schema=False)
+
+SweepId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+TrialId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+PageNumber = Annotated[int, Query(ge=1, le=MAX_ID)]
+
+
+# --- formatting (Jinja filters) ---------------------------------------------------------------------
+
+
+def format_metric(value: float | None, metric: str | None = "accuracy") -> str:
+    """An accuracy (a fraction) in percent with one decimal; any other metric (r²) with three."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{100 * value:.1f}%" if metric in (None, "accuracy") else f"{value:.3f}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_time(moment: datetime | str | None) -> str:
+    if moment is None:
+        return "—"
+    if isinstance(moment, str):
+        return moment
+    if moment.tzinfo is not None:  # PostgreSQL's; SQLite's are naive, stored in UTC
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def error_line(error: str | None) -> str:
+    """The line of an error a table shows: a traceback's last line (the exception), else the first."""
+    if not error:
+        return ""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def configuration(row: Any) -> str:
+    """layer · init · reparam · trained/frozen of a trial (the start of a leaderboard label)."""
+    trained = "trained" if row.train_eigenvalues else "frozen"
+    return f"{row.layer} · {row.init} · {row.reparam} · {trained}"
+
+
+def format_number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return "—" if not math.isfinite(value) else f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(format_number(v) for v in value)
+    return str(value)
+
+
+ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,  # every value is text, whatever it holds: a sweep named <script> is shown, not run
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENVIRONMENT.filters.update(
+    metric=format_metric,
+    seconds=format_seconds,
+    time=format_time,
+    error_line=error_line,
+    configuration=configuration,
+    number=format_number,
+)
+# the states in their life order, as the column holds them
+TRIAL_STATES = tuple(state.value for state in TrialState)
+ENVIRONMENT.globals.update(trial_states=TRIAL_STATES)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("read_auth", request.app.state.settings.read_auth)
+    context.setdefault("viewer", None)
+    context["current_path"] = request.url.path
+    html = ENVIRONMENT.get_template(template).render(request=request, **context)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def not_found(request: Request, what: str, ident: int) -> HTMLResponse:
+    return render(request, "not_found.html", 404, title=f"No {what} {ident}", what=what, ident=ident)
+
+
+def page_link(request: Request, **changes: Any) -> str:
+    """This page's URL with some query parameters changed (None removes one)."""
+    params = dict(parse_qsl(request.url.query))
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    query = urlencode(params)
+    return f"{request.url.path}?{query}" if query else request.url.path
+
+
+def pages(total: int, per_page: int, page: int) -> dict[str, int]:
+    last = max(1, math.ceil(total / per_page))
+    return {"page": page, "last": last, "total": total, "per_page": per_page}
+
+
+def bar(counts: dict[str, int]) -> list[dict[str, Any]]:
+    """The segments of a progress bar: each trial state's share, in percent, in state order."""
+    total = sum(counts.values())
+    segments, start = [], 0.0
+    for state in TRIAL_STATES:
+        n = counts.get(state, 0)
+        if n and total:
+            width = 100.0 * n / total
+            segments.append({"state": state, "n": n, "x": round(start, 3), "width": round(width, 3)})
+            start += width
+    return segments
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{counts[s]} {s}" for s in TRIAL_STATES if counts.get(s)) or "no trials"
+
+
+ENVIRONMENT.globals.update(bar=bar, counts_text=counts_text)
+
+
+def cached_board(request: Request, session: Session, **arguments: Any) -> Leaderboard:
+    """`leaderboard(session, **arguments)` through the service's board cache (the JSON route's,
+    `api.routes.leaderboard.BoardCache`): recomputed only when a result was added since, or after
+    `SSMBENCH_LEADERBOARD_CACHE_SECONDS`. A board is a frozen model, safe to share between requests."""
+    stamp = session.scalar(select(func.max(Result.id)))
+    key = ("page", *sorted(arguments.items()))
+    cache = request.app.state.leaderboard_cache
+    return cache.get(key, stamp, lambda: leaderboard(session, **arguments))
+
+
+# --- sweeps -------------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def sweeps_page(request: Request, session: SessionDep, page: PageNumber = 1) -> HTMLResponse:
+    viewer = page_viewer(request, session)
+    offset = (page - 1) * SWEEPS_PER_PAGE
+    sweeps, total = list_sweeps(session, offset=offset, limit=SWEEPS_PER_PAGE)
+    ids = [sweep.id for sweep in sweeps]
+    counts = state_counts_by_sweep(session, ids)
+    best = best_trials(session, ids)
+    return render(
+        request,
+        "sweeps.html",
+        title="Sweeps",
+        viewer=viewer,
+        sweeps=sweeps,
+        counts=counts,
+        done={i: sum(n for s, n in counts[i].items() if s in FINAL_TRIAL_STATES) for i in ids},
+        best=best,
+        paging=pages(total, SWEEPS_PER_PAGE, page),
+        link=lambda **changes: page_link(request, **changes),
+    )
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(
+    request: Request,
+    session: SessionDep,
+    sweep_id: SweepId,
+    page: PageNumber = 1,
+    sort: Annotated[Literal[TRIAL_SORT_KEYS], Query()] = "number",  # type: ignore[valid-type]
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    state: Annotated[Literal[TRIAL_STATES] | None, Query()] = None,  # type: ignore[valid-type]
+    board_page: PageNumber = 1,
+) -> HTMLResponse:
+    viewer = page_viewer(request, session)
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        return not_found(request, "sweep", sweep_id)
+    summary = sweep_summary(session, sweep)
+    trials, n_shown = trials_page(
+        session,
+        sweep_id,
+        sort=sort,
+        descending=order == "desc",
+        state=state,
+        offset=(page - 1) * TRIALS_PER_PAGE,
+        limit=TRIALS_PER_PAGE,
+    )
+    failures, n_failed = trials_page(session, sweep_id, state="failed", limit=FAILURES_SHOWN)
+    # No result yet: no board (the query would show every LRA task's baselines, as for a new database).
+    has_results = bool(summary["trials_by_state"].get("completed"))
+    board = cached_board(
+        request,
+        session,
+        include_baselines=has_results,
+        sweep_id=sweep_id,
+        offset=(board_page - 1) * BOARD_ROWS_PER_PAGE,
+        limit=BOARD_ROWS_PER_PAGE,
+    )
+    # a failed trial's whole traceback for the sweep's owner and admins only, as in the API
+    errors = {row.id: visible_error(row.error, sweep.owner, viewer) for row in (*trials, *failures)}
+    settings = request.app.state.settings
+    return render(
+        request,
+        "sweep.html",
+        title=f"Sweep {sweep.id}: {sweep.name}",
+        viewer=viewer,
+        sweep=sweep,
+        summary=summary,
+        final=sweep.state in ("completed", "cancelled"),
+        spec_yaml=yaml.safe_dump(sweep.spec, sort_keys=False, allow_unicode=True),
+        trials=trials,
+        errors=errors,
+        failures=failures,
+        n_failed=n_failed,
+        sort=sort,
+        order=order,
+        state=state,
+        paging=pages(n_shown, TRIALS_PER_PAGE, page),
+        board=board,
+        board_paging=pages(board.total_rows, BOARD_ROWS_PER_PAGE, board_page),
+        best=[row for row in board.rows if row.rank == 1],
+        optuna_dashboard_url=settings.optuna_dashboard_url if sweep.spec.get("search") else None,
+        poll_seconds=POLL_SECONDS,
+        link=lambda **changes: page_link(request, **changes),
+    )
+
+
+@router.get("/sweeps/{sweep_id}/progress.json")
+def sweep_progress(request: Request, session: SessionDep, sweep_id: SweepId) -> Response:
+    """What static/progress.js polls: the sweep's state and its trials by state (the cookie's token
+    where reads need one; 401 JSON without it, not the login redirect)."""
+    try:
+        page_viewer(request, session)
+    except LoginRequired:
+        return JSONResponse({"error": {"code": "unauthorized", "message": "log in first"}}, 401)
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        return JSONResponse({"error": {"code": "not_found", "message": f"no sweep {sweep_id}"}}, 404)
+    summary = sweep_summary(session, sweep)
+    document = {
+        "id": sweep.id,
+        "state": sweep.state,
+        "n_trials": summary["n_trials"],
+        "trials_by_state": summary["trials_by_state"],
+        "done": sum(n for s, n in summary["trials_by_state"].items() if s in FINAL_TRIAL_STATES),
+        "progress": summary["progress"],
+        "final": sweep.state in ("completed", "cancelled"),
+    }
+    return JSONResponse(document, headers={"Cache-Control": "no-store"})
+
+
+# --- trials ---------------------------------------------------------------------------------------
+
+
+@router.get("/trials/{trial_id}", response_class=HTMLResponse)
+def trial_page(request: Request, session: SessionDep, trial_id: TrialId) -> HTMLResponse:
+    viewer = page_viewer(request, session)
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        return not_found(request, "trial", trial_id)
+    sweep = session.get(Sweep, trial.sweep_id)
+    detail = trial_detail(session, trial)
+    detail["error"] = visible_error(trial.error, sweep.owner, viewer)
+    epochs = epoch_metrics(session, trial_id)
+    payload = result_payload(session, trial_id) or {}
+    diagnostics = payload.get("diagnostics") or {}  # results stored before migration 0007 keep them here
+    stored = trial_diagnostics(session, trial)
+    if stored.snapshots:
+        arrays = {
+            stage: [{quantity: values.tolist() for quantity, values in layer.items()} for layer in layers]
+            for stage, layers in stored.snapshots.items()
+        }
+        diagnostics = {**diagnostics, "arrays": arrays}
+    if stored.fourier_noise:
+        diagnostics = {**diagnostics, "fourier": stored.fourier_noise}
+    settings = request.app.state.settings
+    return render(
+        request,
+        "trial.html",
+        title=f"Trial {trial.id} (sweep {sweep.id}: {sweep.name})",
+        viewer=viewer,
+        trial=detail,
+        sweep=sweep,
+        config_json=json.dumps(trial.config, indent=2, sort_keys=True),
+        epochs=epochs,
+        epoch_columns=_epoch_columns(epochs),
+        figures=[
+            {
+                "src": f"/trials/{trial.id}/figures/learning-curve.svg",
+                "alt": f"Validation metric per epoch of trial {trial.id}, attempt {trial.attempt}",
+                "caption": "Validation metric per epoch (the table below holds the numbers)",
+            }
+        ]
+        if figure_module() is not None and any(e.get("val_metric") is not None for e in epochs)
+        else [],
+        fourier=diagnostics.get("fourier") or [],
+        arrays=array_summary(diagnostics.get("arrays")),
+        other_diagnostics={
+            key: _shortened(json.dumps(value))
+            for key, value in diagnostics.items()
+            if key not in ("fourier", "arrays")
+        },
+        payload=payload,
+        optuna_dashboard_url=settings.optuna_dashboard_url if trial.optuna_trial is not None else None,
+    )
+
+
+def _complex_pairs(value: Any) -> list[tuple[float, float]]:
+    """The [re, im] pairs of a nested list (`ssm.diagnostics.layer_arrays` stores complex numbers so)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return [(float(value[0]), float(value[1]))]
+    if isinstance(value, list):
+        return [pair for item in value for pair in _complex_pairs(item)]
+    return []
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)] if math.isfinite(value) else []
+    if isinstance(value, list):
+        return [number for item in value for number in _numbers(item)]
+    return []
+
+
+def array_summary(arrays: Any) -> list[dict[str, Any]]:
+    """One row per stage (init, best, end) and SSM layer of `TrialResult.diagnostics["arrays"]`: how
+    many eigenvalues, the largest Re λ, the largest |λ̄| of the discrete system, the mean memory
+    capacity over channels. The arrays themselves are the figures' (MF(τ), the complex plane)."""
+    if not isinstance(arrays, dict):
+        return []
+    rows = []
+    for stage in ("init", "best", "end"):
+        for index, layer in enumerate(arrays.get(stage) or []):
+            if not isinstance(layer, dict):
+                continue
+            eigenvalues = _complex_pairs(layer.get("eigenvalues"))
+            discrete = _complex_pairs(layer.get("Ab"))
+            capacity = _numbers(layer.get("memory_capacity"))
+            rows.append(
+                {
+                    "stage": stage,
+                    "layer": index,
+                    "n_eigenvalues": len(eigenvalues),
+                    "max_real": max((re for re, _ in eigenvalues), default=None),
+                    "max_modulus": max((math.hypot(re, im) for re, im in discrete), default=None),
+                    "memory_capacity": sum(capacity) / len(capacity) if capacity else None,
+                }
+            )
+    return rows
+
+
+def _shortened(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def figure_module():
+    """The shared figure module (`orchestrator.report.figures`, issue 15), or None where this install
+    has none yet: the pages then show the numbers' tables and a note instead of figures."""
+    try:
+        from orchestrator.report import figures
+    except ImportError:
+        return None
+    return figures
+
+
+# An SVG answer is an image: no script runs in it; its inline <style> (matplotlib's) is its own.
+SVG_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+@router.get("/trials/{trial_id}/figures/learning-curve.svg")
+def trial_learning_curve(request: Request, session: SessionDep, trial_id: TrialId) -> Response:
+    """The validation metric per epoch of the trial's last attempt, drawn by the shared figure module."""
+    try:
+        page_viewer(request, session)
+    except LoginRequired:
+        return JSONResponse({"error": {"code": "unauthorized", "message": "log in first"}}, 401)
+    figures = figure_module()
+    trial = session.get(Trial, trial_id)
+    if figures is None or trial is None:
+        return JSONResponse({"error": {"code": "not_found", "message": "no such figure"}}, 404)
+    epochs = [e for e in epoch_metrics(session, trial_id) if e["attempt"] == trial.attempt]
+    points = [(e["epoch"], e.get("val_metric")) for e in epochs if e.get("val_metric") is not None]
+    if not points:
+        return JSONResponse({"error": {"code": "not_found", "message": "no epoch has a metric yet"}}, 404)
+    metric = session.scalar(select(Result.metric).where(Result.trial_id == trial_id)) or "accuracy"
+    curve = figures.SeedCurves.from_runs(configuration(trial), [points])
+    figure = figures.seed_curves_figure(
+        [curve],
+        title=f"Trial {trial.id}: validation {metric} per epoch (attempt {trial.attempt})",
+        xlabel="epoch",
+        ylabel=figures.metric_axis_label(metric, "validation"),
+        scale=figures.metric_scale(metric),
+    )
+    return Response(figures.to_svg(figure), media_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+# The epoch table's columns, in this order when present; diagnostics follow as they come.
+EPOCH_COLUMNS = ("train_loss", "val_loss", "val_metric", "seconds", "tokens_per_s")
+HIDDEN_EPOCH_KEYS = {"attempt", "epoch", "lr"}
+
+
+def _epoch_columns(epochs: list[dict[str, Any]]) -> list[str]:
+    present = dict.fromkeys(key for epoch in epochs for key in epoch)
+    first = [key for key in EPOCH_COLUMNS if key in present]
+    rest = [key for key in present if key not in first and key not in HIDDEN_EPOCH_KEYS]
+    return first + rest
+
+
+# --- leaderboard ------------------------------------------------------------------------------------
+
+
+@router.get("/leaderboard", response_class=HTMLResponse)
+def leaderboard_page(
+    request: Request,
+    session: SessionDep,
+    task: Annotated[str | None, Query(max_length=64)] = None,
+    layer: Annotated[LayerName | Literal[""] | None, Query()] = None,
+    init: Annotated[InitName | Literal[""] | None, Query()] = None,
+    reparam: Annotated[ReparamName | Literal[""] | None, Query()] = None,
+    mode: Annotated[Literal["trained", "frozen", ""] | None, Query()] = None,
+    page: PageNumber = 1,
+) -> HTMLResponse:
+    """The board over every sweep; an empty filter (the form's "any") is no filter."""
+    viewer = page_viewer(request, session)
+    filters = {
+        "task": task or None,
+        "layer": layer or None,
+        "init": init or None,
+        "reparam": reparam or None,
+        "train_eigenvalues": {"trained": True, "frozen": False}.get(mode or ""),
+    }
+    board = cached_board(
+        request, session, **filters, offset=(page - 1) * BOARD_ROWS_PER_PAGE, limit=BOARD_ROWS_PER_PAGE
+    )
+    stored_tasks = session.scalars(select(LeaderboardCell.task).distinct()).all()
+    tasks = list(LRA_TASKS) + sorted(set(stored_tasks) - set(LRA_TASKS))
+    return render(
+        request,
+        "leaderboard.html",
+        title="Leaderboard",
+        viewer=viewer,
+        board=board,
+        paging=pages(board.total_rows, BOARD_ROWS_PER_PAGE, page),
+        choices={
+            "task": tasks,
+            "layer": list(LayerName.__args__),
+            "init": list(InitName.__args__),
+            "reparam": list(ReparamName.__args__),
+            "mode": ["trained", "frozen"],
+        },
+        selected={"task": task, "layer": layer, "init": init, "reparam": reparam, "mode": mode},
+        link=lambda **changes: page_link(request, **changes),
+    )
+
+
+# --- studies ----------------------------------------------------------------------------------------
+
+
+@router.get("/studies", response_class=HTMLResponse)
+def studies_page(request: Request, session: SessionDep) -> HTMLResponse:
+    viewer = page_viewer(request, session)
+    return render(request, "studies.html", title="Studies", viewer=viewer, studies=BUILT_IN_STUDIES, runs=[])
+
+
+# --- login ------------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", title="Log in", next=safe_next(next), message=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, session: SessionDep) -> Response:
+    """Check the token of the form and keep it in the cookie; the form again (401) when it is not
+    valid. Posted from this service's own form only (the Origin header, where sent, must be ours)."""
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    target = safe_next(form.get("next"))
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        return render(request, "login.html", 403, title="Log in", next=target, message="not from this site")
+    token = form.get("token", "").strip()
+    caller = await run_in_threadpool(token_caller, session, token) if token else None
+    if caller is None:
+        message = "that token is not valid (unknown, revoked or expired)" if token else "enter a token"
+        return render(request, "login.html", 401, title="Log in", next=target, message=message)
+    response = RedirectResponse(target, status_code=303)
+    store_token(response, token, secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> RedirectResponse:
+    response = RedirectResponse("/", status_code=303)
+    if TOKEN_COOKIE in request.cookies:
+        forget_token(response, secure=request.url.scheme == "https")
+    return response
