@@ -143,6 +143,7 @@ def _register() -> None:
     from .report import report_command
     from .run import db_app, run_command
     from .serve import serve_command
+    from .study import study_app
     from .token import token_app
     from .train import train_command
     from .ui import ui_command
@@ -161,6 +162,7 @@ def _register() -> None:
     app.add_typer(token_app, name="token")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")
+    app.add_typer(study_app, name="study")
 
 
 def console_script() -> None:

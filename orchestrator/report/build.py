@@ -11,13 +11,14 @@ it was.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,10 +184,13 @@ def write_report(
     *,
     arrays: dict[int, dict[str, Any]] | None = None,
     claims: Sequence[dict[str, Any]] = (),
+    study_figures: Iterable[ReportFigure] = (),
+    study: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Render the report of `data` into `out_dir` (created; other files in it are left alone).
-    Returns the path of index.html."""
+    A study (orchestrator.studies) adds its claims, its own figures (drawn first) and `study`, the
+    study's name, paper and scale, under "study" in summary.json. Returns the path of index.html."""
     from .html import render_index
 
     out_dir = Path(out_dir)
@@ -196,7 +200,7 @@ def write_report(
         (staging / "figures").mkdir()
         written = []
         planned = _planned_count(data, arrays or {})
-        for done, item in enumerate(report_figures(data, arrays)):
+        for done, item in enumerate(itertools.chain(study_figures, report_figures(data, arrays))):
             if progress is not None:
                 progress(done, max(planned, done) + 1, item.name)
             png, svg = figures.to_png_and_svg(item.figure)
@@ -205,6 +209,8 @@ def write_report(
             written.append({"name": item.name, "title": item.title, "caption": item.caption})
             item.figure.clear()
         summary = build_summary(data, claims)
+        if study is not None:
+            summary = {"study": study, **summary}
         (staging / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2, default=str) + "\n")
         (staging / "index.html").write_text(render_index(data, summary, written))
         if progress is not None:

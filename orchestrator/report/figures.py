@@ -205,6 +205,7 @@ def eigenvalue_plane_figure(
     *,
     title: str = "Eigenvalues before and after training",
     discrete: bool = False,
+    note: str = "grey circles: at initialization · coloured dots: at the end of training",
 ) -> Figure:
     """Eigenvalues in the complex plane, one panel per configuration `(label, before, after)`
     (complex arrays of any shape, flattened; panels share their axes): before as grey hollow circles
@@ -234,7 +235,7 @@ def eigenvalue_plane_figure(
             ax.set_xlabel("Re Ā (per step)" if discrete else "Re λ (decay rate, 1 / unit time)")
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("Im Ā (per step)" if discrete else "Im λ (frequency, rad / unit time)")
-    _title(axes[0], title, "grey circles: at initialization · coloured dots: at the end of training")
+    _title(axes[0], title, note)
     return fig
 
 
