@@ -100,17 +100,34 @@ def paired_differences(
 
 
 def load_results(session: Session, sweeps: Mapping[str, int]) -> StudyResults:
-    """The trials of the sweeps `{part: sweep_id}` with their stored results."""
+    """The trials of the sweeps `{part: sweep_id}` with their stored results; the diagnostic arrays
+    and the Fourier-noise table, which have their own tables (`orchestrator.queries.trial_diagnostics`),
+    are put back under the result's `diagnostics` as the trainer reported them."""
+    from ..array_codec import json_lists
+    from ..queries import trial_diagnostics
+
     part_of = {sweep_id: part for part, sweep_id in sweeps.items()}
     rows = session.execute(
-        select(Trial.sweep_id, Trial.config, Trial.state, Result.payload)
+        select(Trial, Result.payload)
         .outerjoin(Result, Result.trial_id == Trial.id)
         .where(Trial.sweep_id.in_(list(part_of)))
         .order_by(Trial.id)
     ).all()
-    return StudyResults(
-        [TrialOutcome(part_of[sweep_id], config, state, payload) for sweep_id, config, state, payload in rows]
-    )
+    outcomes = []
+    for trial, payload in rows:
+        if payload is not None:
+            stored = trial_diagnostics(session, trial)
+            diagnostics = dict(payload.get("diagnostics") or {})
+            if stored.snapshots:
+                diagnostics["arrays"] = {
+                    when: [{quantity: json_lists(a) for quantity, a in layer.items()} for layer in layers]
+                    for when, layers in stored.snapshots.items()
+                }
+            if stored.fourier_noise:
+                diagnostics["fourier"] = stored.fourier_noise
+            payload = {**payload, "diagnostics": diagnostics}
+        outcomes.append(TrialOutcome(part_of[trial.sweep_id], trial.config, trial.state, payload))
+    return StudyResults(outcomes)
 
 
 def _equal(a: Any, b: Any) -> bool:
