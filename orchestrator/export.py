@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .report.data import load_diagnostic_arrays, load_report_data, load_trial_configs
+from .tracking import flat_config
 
 WHATS = ("results", "epochs", "diagnostics")
 FORMATS = ("csv", "parquet", "jsonl")
@@ -77,18 +78,6 @@ def export_rows(session: Session, sweep_ids: Sequence[int], what: str) -> list[d
             "the spec's diagnostics.every (epochs between diagnostics; 0 disables them) records them"
         )
     return rows
-
-
-def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested configuration as dotted keys: {"model": {"init": "lin"}} → {"model.init": "lin"}.
-    An empty section (no task options) gives no column; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def diagnostics_rows(arrays: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -27,6 +27,18 @@ logger = logging.getLogger(__name__)
 _MLFLOW_BATCH = 100  # MLflow's limit on parameters per log_batch call
 
 
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as dotted keys: {"model": {"init": "lin"}} → {"model.init": "lin"}.
+    An empty section (no task options) gives no column; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -148,7 +160,6 @@ class TrialTracker:
                 self._warn(err)
 
     def _open(self) -> list[_MlflowRun | _TensorboardRun]:
-        from .export import flat_config
 
         assert self.spec is not None
         params = flat_config(self.config)
