@@ -92,6 +92,7 @@ def submit_command(
 
     Example: ssmbench submit sweep.yaml --set 'optim.lr=[1e-3, 3e-3]' --wait
     """
+    from orchestrator.leaderboard import LeaderboardFilters
     from orchestrator.models import SweepState
     from orchestrator.settings import Settings
 
@@ -131,7 +132,7 @@ def submit_command(
                 f"`ssmbench cancel {created.id}`)",
                 code=130,
             )
-        board = client.leaderboard(sweep=created.id)
+        board = client.leaderboard(LeaderboardFilters(sweep_id=created.id))
         if json_output:
             print_json({"sweep": sweep.model_dump(mode="json"), "leaderboard": board.to_dict()})
         else:
@@ -257,18 +258,21 @@ def leaderboard_command(
 
     Example: ssmbench leaderboard --sweep 3 --task listops --db sqlite:///ssmbench.db
     """
+    from orchestrator.leaderboard import LeaderboardFilters
+
     from .tables import leaderboard_table
 
+    filters = LeaderboardFilters(
+        sweep_id=sweep,
+        task=task,
+        layer=layer,
+        init=init,
+        reparam=reparam,
+        train_eigenvalues=train_eigenvalues,
+        include_baselines=baselines,
+    )
     with reading(db, url, token) as source:
-        board = source.leaderboard(
-            sweep=sweep,
-            task=task,
-            layer=layer,
-            init=init,
-            reparam=reparam,
-            train_eigenvalues=train_eigenvalues,
-            include_baselines=baselines,
-        )
+        board = source.leaderboard(filters)
     if json_output:
         print_json(board.to_dict())
     else:

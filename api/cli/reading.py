@@ -1,7 +1,7 @@
 """Where the read commands (`status`, `trials`, `leaderboard`, `report`, `export`) read from.
 
     with reading(db, url, token) as source:       # a Client, or a DatabaseReader: the same methods
-        board = source.leaderboard(sweep=3)
+        board = source.leaderboard(LeaderboardFilters(sweep_id=3))
 
 `--db URL` reads that database directly; `--url` or `$SSMBENCH_API_URL` asks the service; with
 neither, the default local database (`Settings().database_url`, where `ssmbench run` writes) is read
@@ -76,13 +76,14 @@ class DatabaseReader:
             trials, _ = list_trials(s, sweep_id, state=state, limit=None)
             return [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
 
-    def leaderboard(self, *, sweep: int | None = None, **filters):
-        from orchestrator.leaderboard import leaderboard
+    def leaderboard(self, filters=None):
+        from orchestrator.leaderboard import LeaderboardFilters, leaderboard
 
+        filters = filters or LeaderboardFilters()
         with self.sessions() as s:
-            if sweep is not None:
-                self._sweep_or_404(s, sweep, "sweep")
-            return leaderboard(s, sweep_id=sweep, **filters)
+            if filters.sweep_id is not None:
+                self._sweep_or_404(s, filters.sweep_id, "sweep")
+            return leaderboard(s, **filters.model_dump())
 
     @staticmethod
     def _sweep_or_404(session, sweep_id: int, field: str):
