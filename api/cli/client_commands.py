@@ -9,8 +9,6 @@ answer: the server's message (with the field at fault), exit 2 for bad input, 1 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +25,7 @@ from .common import (
     trial_progress,
 )
 from .planning import DryRunOption, SetOption, data_problems, print_plan, read_sweep_spec, refuse
-from .reading import DbOption, reading
+from .reading import DbOption, connected, reading
 
 # The states' values (orchestrator.models' TrialState and SweepState), for the --state options.
 TRIAL_STATES = ("pending", "running", "completed", "failed", "pruned", "diverged", "cancelled")
@@ -39,29 +37,6 @@ UrlOption = Annotated[
 ]
 TokenOption = Annotated[str | None, typer.Option("--token", help="API token (default $SSMBENCH_TOKEN).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
-
-
-@contextmanager
-def connected(url: str | None, token: str | None) -> Iterator:
-    """A `Client`; its errors become one line on stderr and an exit code."""
-    from ..client import ApiError, Client, ServerUnreachable
-
-    client = Client(url, token)
-    try:
-        yield client
-    except ServerUnreachable as err:
-        fail(
-            f"cannot reach the ssmbench server at {err.url} ({err.reason}); start one with "
-            "`ssmbench serve`, or point --url / SSMBENCH_API_URL at a running one",
-            code=1,
-        )
-    except ApiError as err:
-        hint = ""
-        if err.status == 401:
-            hint = " (pass --token or set SSMBENCH_TOKEN; `ssmbench token create --name NAME` makes one)"
-        fail(f"{err}{hint}", code=1 if err.status >= 500 else 2)
-    finally:
-        client.close()
 
 
 def submit_command(

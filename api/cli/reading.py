@@ -8,7 +8,7 @@ neither, the default local database (`Settings().database_url`, where `ssmbench 
 — so results need no server. Both sources answer with the same models (api.schemas, the
 Leaderboard) built by the same queries the API routes call (orchestrator.queries and
 orchestrator.leaderboard), so the same tables print; errors come as the client's `ApiError` (a
-missing sweep: 404, exit 2) and one line.
+missing sweep: 404, exit 2) and one line. `connected` is the service client alone (submit, cancel).
 """
 
 from __future__ import annotations
@@ -98,11 +98,32 @@ class DatabaseReader:
 
 
 @contextmanager
+def connected(url: str | None, token: str | None) -> Iterator:
+    """A `Client`; its errors become one line on stderr and an exit code."""
+    from ..client import ApiError, Client, ServerUnreachable
+
+    client = Client(url, token)
+    try:
+        yield client
+    except ServerUnreachable as err:
+        fail(
+            f"cannot reach the ssmbench server at {err.url} ({err.reason}); start one with "
+            "`ssmbench serve`, or point --url / SSMBENCH_API_URL at a running one",
+            code=1,
+        )
+    except ApiError as err:
+        hint = ""
+        if err.status == 401:
+            hint = " (pass --token or set SSMBENCH_TOKEN; `ssmbench token create --name NAME` makes one)"
+        fail(f"{err}{hint}", code=1 if err.status >= 500 else 2)
+    finally:
+        client.close()
+
+
+@contextmanager
 def reading(db: str | None, url: str | None, token: str | None) -> Iterator:
     """A Client (`url`, else $SSMBENCH_API_URL when `db` is None and it is set) or a DatabaseReader
     (`db`, else the default local database); its errors become one line on stderr and an exit code."""
-    from .client_commands import connected
-
     if db is None and (url is not None or os.environ.get("SSMBENCH_API_URL")):
         with connected(url, token) as client:
             yield client
