@@ -4,7 +4,7 @@
     with Client() as client:                       # $SSMBENCH_API_URL, $SSMBENCH_TOKEN
         sweep = client.submit(Path("examples/quickstart.yaml"))
         client.wait(sweep.id)
-        board = client.leaderboard(sweep=sweep.id)  # an orchestrator.leaderboard.Leaderboard
+        board = client.leaderboard(LeaderboardFilters(sweep_id=sweep.id))  # an orchestrator.leaderboard.Leaderboard
 
 Every method raises `ApiError` (status, code, message, field — the server's own words) for an error
 answer, and `ServerUnreachable` (naming the URL) when no server answers.
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from orchestrator.leaderboard import Leaderboard
+from orchestrator.leaderboard import Leaderboard, LeaderboardFilters
 from orchestrator.models import FINAL_SWEEP_STATES
 from orchestrator.settings import masked_text, masked_url
 
@@ -185,32 +185,17 @@ class Client:
     # --- leaderboard ----------------------------------------------------------------------------------
 
     def leaderboard(
-        self,
-        *,
-        sweep: int | None = None,
-        task: str | None = None,
-        layer: str | None = None,
-        init: str | None = None,
-        reparam: str | None = None,
-        train_eigenvalues: bool | None = None,
-        include_baselines: bool = True,
-        offset: int = 0,
-        limit: int | None = None,
+        self, filters: LeaderboardFilters | None = None, *, offset: int = 0, limit: int | None = None
     ) -> Leaderboard:
         """The board as `orchestrator.leaderboard` builds it (the same models), so a board from the
-        service and one computed locally render and compare alike.
+        service and one computed locally render and compare alike; `filters` as that query takes them
+        (default: none).
 
         With `limit`, that page of the rows; without, every row from `offset` on, fetched a page at
         a time (the server's page size). A result added meanwhile can shift rows between pages."""
-        params = {
-            "sweep": sweep,
-            "task": task,
-            "layer": layer,
-            "init": init,
-            "reparam": reparam,
-            "train_eigenvalues": train_eigenvalues,
-            "baselines": include_baselines,
-        }
+        params = (filters or LeaderboardFilters()).model_dump()
+        # The route's query names: `sweep` and `baselines`.
+        params["sweep"], params["baselines"] = params.pop("sweep_id"), params.pop("include_baselines")
         first = self._get("/leaderboard", Leaderboard, **params, offset=offset, limit=limit)
         if limit is not None:
             return first

@@ -9,9 +9,9 @@ Routes get them as annotated dependencies (`SessionDep`, `CallerDep`, `OwnerDep`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -242,3 +242,35 @@ def page_limit(settings: ServiceSettings, limit: int) -> int:
             422, "page_too_large", f"limit is at most {settings.max_page_size} (got {limit})", "limit"
         )
     return limit
+
+
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
+# The schema states the default max_page_size as limit's maximum, so that clients (and fuzzers) know
+# it; `page_limit` enforces the service's own setting (422 `page_too_large` above it).
+MAX_PAGE_SIZE: int = ServiceSettings.model_fields["max_page_size"].default
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        json_schema_extra={"maximum": MAX_PAGE_SIZE},
+        description=f"items per page: at most the service's max_page_size ({MAX_PAGE_SIZE} by default)",
+    ),
+]
+
+
+class PageRequest(NamedTuple):
+    """The page a list route was asked for: `offset` items skipped, at most `limit` (checked) returned."""
+
+    offset: int
+    limit: int
+
+
+def paging(default_limit: int) -> Any:
+    """The `offset` and `limit` query parameters of a list route, as one dependency giving a
+    PageRequest: `limit` defaults to `default_limit` and is refused above the service's max_page_size
+    (422 `page_too_large`, `page_limit`)."""
+
+    def page_request(settings: SettingsDep, offset: Offset = 0, limit: Limit = default_limit) -> PageRequest:
+        return PageRequest(offset, page_limit(settings, limit))
+
+    return Annotated[PageRequest, Depends(page_request)]

@@ -12,19 +12,9 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, load_only, selectinload
 
+from . import models
 from .array_codec import decode_array
-from .models import (
-    DIAGNOSTIC_SNAPSHOTS,
-    FINAL_TRIAL_STATES,
-    OPEN_SWEEP_STATES,
-    EpochMetric,
-    Result,
-    Sweep,
-    Trial,
-    TrialDiagnosticArray,
-    TrialDiagnostics,
-    TrialState,
-)
+from .models import EpochMetric, Result, Sweep, Trial, TrialState
 from .store import state_counts
 
 # What a list shows of each row. Lists load only these columns: a sweep's spec and a trial's config
@@ -55,7 +45,7 @@ def sweep_summary(session: Session, sweep: Sweep, counts: dict[str, int] | None 
     """A sweep with its progress; `counts` (its trials per state) are queried unless given."""
     counts = state_counts(session, sweep.id) if counts is None else counts
     total = sum(counts.values())
-    done = sum(n for state, n in counts.items() if state in FINAL_TRIAL_STATES)
+    done = sum(n for state, n in counts.items() if state in models.FINAL_TRIAL_STATES)
     return {
         "id": sweep.id,
         "name": sweep.name,
@@ -190,15 +180,15 @@ def trial_diagnostics(
     `snapshots` when given; empty (`attempt` None, no snapshots) when the trial has none."""
     source = trial.reused_from or trial.id
     stored = StoredDiagnostics(source_trial_id=source)
-    header = session.get(TrialDiagnostics, source)
+    header = session.get(models.TrialDiagnostics, source)
     if header is None:
         return stored
     stored.attempt, stored.fourier_noise = header.attempt, header.fourier_noise
-    query = select(TrialDiagnosticArray).where(TrialDiagnosticArray.trial_id == source)
+    query = select(models.TrialDiagnosticArray).where(models.TrialDiagnosticArray.trial_id == source)
     if snapshots is not None:
-        query = query.where(TrialDiagnosticArray.snapshot.in_(list(snapshots)))
-    rows = session.scalars(query.order_by(TrialDiagnosticArray.layer)).all()
-    for snapshot in DIAGNOSTIC_SNAPSHOTS:  # in time order, whatever the database returns
+        query = query.where(models.TrialDiagnosticArray.snapshot.in_(list(snapshots)))
+    rows = session.scalars(query.order_by(models.TrialDiagnosticArray.layer)).all()
+    for snapshot in models.DIAGNOSTIC_SNAPSHOTS:  # in time order, whatever the database returns
         layers: dict[int, dict[str, np.ndarray]] = {}
         for row in rows:
             if row.snapshot == snapshot:
@@ -211,7 +201,7 @@ def trial_diagnostics(
 def owner_load(session: Session, owner: str) -> tuple[int, int]:
     """(open sweeps, pending trials) of `owner`: what the service's per-owner quotas count."""
     open_sweeps = session.scalar(
-        select(func.count()).where(Sweep.owner == owner, Sweep.state.in_(OPEN_SWEEP_STATES))
+        select(func.count()).where(Sweep.owner == owner, Sweep.state.in_(models.OPEN_SWEEP_STATES))
     )
     pending_trials = session.scalar(
         select(func.count())

@@ -18,8 +18,7 @@ from .common import (
     INITS,
     LAYERS,
     REPARAMS,
-    check_choice,
-    choice_help,
+    choice_option,
     console,
     fail,
     print_json,
@@ -68,6 +67,7 @@ def submit_command(
 
     Example: ssmbench submit sweep.yaml --set 'optim.lr=[1e-3, 3e-3]' --wait
     """
+    from orchestrator.leaderboard import LeaderboardFilters
     from orchestrator.models import SweepState
     from orchestrator.settings import Settings
 
@@ -107,7 +107,7 @@ def submit_command(
                 f"`ssmbench cancel {created.id}`)",
                 code=130,
             )
-        board = client.leaderboard(sweep=created.id)
+        board = client.leaderboard(LeaderboardFilters(sweep_id=created.id))
         if json_output:
             print_json({"sweep": sweep.model_dump(mode="json"), "leaderboard": board.to_dict()})
         else:
@@ -129,12 +129,7 @@ def status_command(
         int | None, typer.Argument(metavar="[ID]", help="A sweep id (default: list sweeps).")
     ] = None,
     state: Annotated[
-        str | None,
-        typer.Option(
-            "--state",
-            help=choice_help("List only sweeps in this state.", SWEEP_STATES),
-            callback=check_choice("--state", SWEEP_STATES),
-        ),
+        str | None, choice_option("--state", "List only sweeps in this state.", SWEEP_STATES)
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many sweeps to list, newest first.")] = 50,
     db: DbOption = None,
@@ -187,14 +182,7 @@ def cancel_command(
 
 def trials_command(
     sweep_id: Annotated[int, typer.Argument(metavar="ID", help="The sweep whose trials to list.")],
-    state: Annotated[
-        str | None,
-        typer.Option(
-            "--state",
-            help=choice_help("Only trials in this state.", TRIAL_STATES),
-            callback=check_choice("--state", TRIAL_STATES),
-        ),
-    ] = None,
+    state: Annotated[str | None, choice_option("--state", "Only trials in this state.", TRIAL_STATES)] = None,
     db: DbOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -222,27 +210,10 @@ def trials_command(
 def leaderboard_command(
     task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
     sweep: Annotated[int | None, typer.Option("--sweep", help="Only this sweep's results.")] = None,
-    layer: Annotated[
-        str | None,
-        typer.Option(
-            "--layer", help=choice_help("Only this layer.", LAYERS), callback=check_choice("--layer", LAYERS)
-        ),
-    ] = None,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            "--init",
-            help=choice_help("Only this initialization.", INITS),
-            callback=check_choice("--init", INITS),
-        ),
-    ] = None,
+    layer: Annotated[str | None, choice_option("--layer", "Only this layer.", LAYERS)] = None,
+    init: Annotated[str | None, choice_option("--init", "Only this initialization.", INITS)] = None,
     reparam: Annotated[
-        str | None,
-        typer.Option(
-            "--reparam",
-            help=choice_help("Only this reparameterization.", REPARAMS),
-            callback=check_choice("--reparam", REPARAMS),
-        ),
+        str | None, choice_option("--reparam", "Only this reparameterization.", REPARAMS)
     ] = None,
     train_eigenvalues: Annotated[
         bool | None,
@@ -262,18 +233,21 @@ def leaderboard_command(
 
     Example: ssmbench leaderboard --sweep 3 --task listops --db sqlite:///ssmbench.db
     """
+    from orchestrator.leaderboard import LeaderboardFilters
+
     from .tables import leaderboard_table
 
+    filters = LeaderboardFilters(
+        sweep_id=sweep,
+        task=task,
+        layer=layer,
+        init=init,
+        reparam=reparam,
+        train_eigenvalues=train_eigenvalues,
+        include_baselines=baselines,
+    )
     with reading(db, url, token) as source:
-        board = source.leaderboard(
-            sweep=sweep,
-            task=task,
-            layer=layer,
-            init=init,
-            reparam=reparam,
-            train_eigenvalues=train_eigenvalues,
-            include_baselines=baselines,
-        )
+        board = source.leaderboard(filters)
     if json_output:
         print_json(board.to_dict())
     else:

@@ -261,3 +261,9 @@ def check_choice(option: str, values: tuple[str, ...]) -> Callable[[str | None],
         return value
 
     return check
+
+
+def choice_option(option: str, text: str, values: tuple[str, ...]) -> Any:
+    """A typer option taking one of `values` (or nothing): help text that lists them, and a callback
+    that refuses any other value in one line (exit 2)."""
+    return typer.Option(option, help=choice_help(text, values), callback=check_choice(option, values))

@@ -12,7 +12,8 @@ stderr and exits 2. `check` exits 1 when a task's files are corrupt.
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import ProgressUpdate, console, err_console, fail, print_json, progress_bar
+from .common import console, err_console, fail, print_json, progress_bar
 
 # ssm.data (and torch) are imported inside the commands, to keep `--help` fast.
 DATA_DIR_ENV = "SSMBENCH_DATA_DIR"
@@ -49,11 +50,17 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace files that a
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-def _progress(description: str, total: int) -> AbstractContextManager[ProgressUpdate]:
-    """A progress bar on stderr when it is a terminal (nothing otherwise); yields `update(done)`."""
-    return progress_bar(
-        description, total, out=err_console, clock="remaining", transient=True, terminal_only=True
-    )
+def _generate(description: str, total: int, generate: Callable[..., Path]) -> Path:
+    """`generate(progress=update)`'s directory, with a progress bar of `total` items on stderr when it
+    is a terminal (nothing otherwise); its ValueError or OSError (a bad option, a full disk, files
+    there already) is one line, exit 2."""
+    try:
+        with progress_bar(
+            description, total, out=err_console, clock="remaining", transient=True, terminal_only=True
+        ) as update:
+            return generate(progress=update)
+    except (ValueError, OSError) as error:
+        fail(escape(str(error)))
 
 
 def _report(summary: dict[str, Any], json_output: bool, line: str) -> None:
@@ -87,23 +94,23 @@ def generate_listops_command(
 
     out_dir = resolve_data_dir(data_dir or out)
     total = n_train + n_val + n_test
-    try:
-        with _progress("ListOps", total) as update:
-            root = generate_listops(
-                out_dir,
-                n_train=n_train,
-                n_val=n_val,
-                n_test=n_test,
-                min_len=min_len,
-                max_len=max_len,
-                max_depth=max_depth,
-                max_args=max_args,
-                seed=seed,
-                force=force,
-                progress=update,
-            )
-    except (ValueError, OSError) as error:
-        fail(escape(str(error)))
+    root = _generate(
+        "ListOps",
+        total,
+        partial(
+            generate_listops,
+            out_dir,
+            n_train=n_train,
+            n_val=n_val,
+            n_test=n_test,
+            min_len=min_len,
+            max_len=max_len,
+            max_depth=max_depth,
+            max_args=max_args,
+            seed=seed,
+            force=force,
+        ),
+    )
     summary = {
         "task": "listops",
         "path": str(root),
@@ -141,21 +148,21 @@ def generate_pathfinder_command(
     from ssm.data.generate_pathfinder import generate_pathfinder
 
     out_dir = resolve_data_dir(data_dir or out)
-    try:
-        with _progress(f"Pathfinder {size}x{size}", n_images) as update:
-            level_dir = generate_pathfinder(
-                out_dir,
-                size=size,
-                contour_length=contour_length,
-                n_images=n_images,
-                seed=seed,
-                images_per_batch=images_per_batch,
-                workers=workers,
-                force=force,
-                progress=update,
-            )
-    except (ValueError, OSError) as error:
-        fail(escape(str(error)))
+    level_dir = _generate(
+        f"Pathfinder {size}x{size}",
+        n_images,
+        partial(
+            generate_pathfinder,
+            out_dir,
+            size=size,
+            contour_length=contour_length,
+            n_images=n_images,
+            seed=seed,
+            images_per_batch=images_per_batch,
+            workers=workers,
+            force=force,
+        ),
+    )
     summary = {
         "task": "pathfinder" if size == 32 else "pathx",
         "path": str(level_dir),

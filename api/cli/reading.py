@@ -1,14 +1,14 @@
 """Where the read commands (`status`, `trials`, `leaderboard`, `report`, `export`) read from.
 
     with reading(db, url, token) as source:       # a Client, or a DatabaseReader: the same methods
-        board = source.leaderboard(sweep=3)
+        board = source.leaderboard(LeaderboardFilters(sweep_id=3))
 
 `--db URL` reads that database directly; `--url` or `$SSMBENCH_API_URL` asks the service; with
 neither, the default local database (`Settings().database_url`, where `ssmbench run` writes) is read
 — so results need no server. Both sources answer with the same models (api.schemas, the
 Leaderboard) built by the same queries the API routes call (orchestrator.queries and
 orchestrator.leaderboard), so the same tables print; errors come as the client's `ApiError` (a
-missing sweep: 404, exit 2) and one line.
+missing sweep: 404, exit 2) and one line. `connected` is the service client alone (submit, cancel).
 """
 
 from __future__ import annotations
@@ -76,13 +76,14 @@ class DatabaseReader:
             trials, _ = list_trials(s, sweep_id, state=state, limit=None)
             return [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
 
-    def leaderboard(self, *, sweep: int | None = None, **filters):
-        from orchestrator.leaderboard import leaderboard
+    def leaderboard(self, filters=None):
+        from orchestrator.leaderboard import LeaderboardFilters, leaderboard
 
+        filters = filters or LeaderboardFilters()
         with self.sessions() as s:
-            if sweep is not None:
-                self._sweep_or_404(s, sweep, "sweep")
-            return leaderboard(s, sweep_id=sweep, **filters)
+            if filters.sweep_id is not None:
+                self._sweep_or_404(s, filters.sweep_id, "sweep")
+            return leaderboard(s, **filters.model_dump())
 
     @staticmethod
     def _sweep_or_404(session, sweep_id: int, field: str):

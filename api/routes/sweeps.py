@@ -23,13 +23,12 @@ from ..deps import (
     MAX_ID,
     CallerDep,
     ReadAccess,
-    ServiceSettings,
     SessionDep,
     SettingsDep,
     ViewerDep,
     check_submission,
     json_response,
-    page_limit,
+    paging,
     visible_error,
 )
 from ..errors import ServiceError, error_responses, not_found
@@ -56,19 +55,8 @@ optim: {lr: 3.0e-3, epochs: 3, batch_size: 32}
 seeds: [0, 1]
 """
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="the sweep's id")]
-Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")]
-# The schema states the default max_page_size as limit's maximum, so that clients (and fuzzers) know
-# it; `page_limit` enforces the service's own setting (422 `page_too_large` above it).
-MAX_PAGE_SIZE: int = ServiceSettings.model_fields["max_page_size"].default
-Limit = Annotated[
-    int,
-    Query(
-        ge=1,
-        json_schema_extra={"maximum": MAX_PAGE_SIZE},
-        description=f"items per page: at most the service's max_page_size ({MAX_PAGE_SIZE} by default)",
-    ),
-]
-
+SweepsPage = paging(default_limit=50)
+TrialsPage = paging(default_limit=100)
 # The request body is read by hand (JSON or YAML); this documents it. The SweepSpec schema itself is
 # added to the OpenAPI components by `api.app`.
 _SPEC_BODY = {
@@ -176,18 +164,14 @@ def _store_sweep(sessions, body, content_type, settings, caller, nodes) -> Sweep
 )
 def get_sweeps(
     session: SessionDep,
-    settings: SettingsDep,
+    page: SweepsPage,
     state: Annotated[SweepState | None, Query(description="only sweeps in this state")] = None,
-    offset: Offset = 0,
-    limit: Limit = 50,
 ) -> Response:
     """Sweeps, newest first, with their progress."""
-    limit = page_limit(settings, limit)
-    sweeps, total = list_sweeps(session, state=state, offset=offset, limit=limit)
+    sweeps, total = list_sweeps(session, state=state, offset=page.offset, limit=page.limit)
     counts = sweeps_state_counts(session, [sweep.id for sweep in sweeps])  # one query for the page
     items = [sweep_summary(session, sweep, counts[sweep.id]) for sweep in sweeps]
-    page = SweepPage.model_validate({"items": items, "total": total, "offset": offset, "limit": limit})
-    return json_response(page)
+    return json_response(SweepPage.model_validate({"items": items, "total": total, **page._asdict()}))
 
 
 def _sweep_or_404(session, sweep_id: int, *options) -> Sweep:
@@ -244,19 +228,16 @@ def cancel_sweep(session: SessionDep, caller: CallerDep, sweep_id: SweepId) -> C
 )
 def get_sweep_trials(
     session: SessionDep,
-    settings: SettingsDep,
     sweep_id: SweepId,
     viewer: ViewerDep,
+    page: TrialsPage,
     state: Annotated[TrialState | None, Query(description="only trials in this state")] = None,
-    offset: Offset = 0,
-    limit: Limit = 100,
 ) -> Response:
     """A sweep's trials in planning order. A failed trial's `error` is its exception's last line;
     the sweep's owner and admins (with their token) get the whole traceback."""
-    limit = page_limit(settings, limit)
     owner = _sweep_or_404(session, sweep_id, load_only(Sweep.id, Sweep.owner)).owner
-    trials, total = list_trials(session, sweep_id, state=state, offset=offset, limit=limit)
+    trials, total = list_trials(session, sweep_id, state=state, offset=page.offset, limit=page.limit)
     items = [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
     for item in items:
         item.error = visible_error(item.error, owner, viewer)
-    return json_response(TrialPage(items=items, total=total, offset=offset, limit=limit))
+    return json_response(TrialPage(items=items, total=total, offset=page.offset, limit=page.limit))

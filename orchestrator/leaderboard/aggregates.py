@@ -45,6 +45,10 @@ class Aggregate(NamedTuple):
     trial_id: int | None  # a trial of the group, whose config names it
 
 
+# The trial columns that name a leaderboard cell: a configuration group on one task.
+GROUP_COLUMNS = (Trial.task, Trial.group_key, Trial.layer, Trial.init, Trial.reparam, Trial.train_eigenvalues)
+
+
 def _mean_and_std(n, sum_x, sum_xx) -> tuple:
     """SQL expressions for the mean and the sample std from n, Σx, Σx² (expressions or columns).
     The variance is clamped at 0: equal values can leave a rounding residue of either sign. An
@@ -86,7 +90,7 @@ def aggregates_from_results(sweep_id: int | None = None, **conditions: Any) -> S
     x = Result.test_metric
     n = func.count(x)
     mean, std = _mean_and_std(n, func.sum(x), func.sum(x * x))
-    group = (Trial.task, Trial.group_key, Trial.layer, Trial.init, Trial.reparam, Trial.train_eigenvalues)
+    group = GROUP_COLUMNS
     sweep_ids = literal(f",{sweep_id}," if sweep_id is not None else "")
     statement = (
         select(
@@ -99,7 +103,7 @@ def aggregates_from_results(sweep_id: int | None = None, **conditions: Any) -> S
             func.min(Trial.id).label("trial_id"),
         )
         .join(Result, Result.trial_id == Trial.id)
-        .where(*_counted(), *_group_filters(Trial, conditions))
+        .where(*counted_rows(), *_group_filters(Trial, conditions))
         .group_by(*group)
     )
     if sweep_id is not None:
@@ -107,8 +111,9 @@ def aggregates_from_results(sweep_id: int | None = None, **conditions: Any) -> S
     return statement
 
 
-def _counted() -> tuple:
-    """The rows that count: a completed trial with a completed result that has a test metric."""
+def counted_rows() -> tuple:
+    """The rows that count (the leaderboard's rule, the report's too): a completed trial with a
+    completed result that has a test metric."""
     return (Trial.state == "completed", Result.status == "completed", Result.test_metric.is_not(None))
 
 
@@ -129,18 +134,13 @@ def record_result_aggregate(session: Session, trial_id: int) -> bool:
         select(
             Trial.id,
             Trial.sweep_id,
-            Trial.task,
-            Trial.group_key,
-            Trial.layer,
-            Trial.init,
-            Trial.reparam,
-            Trial.train_eigenvalues,
+            *GROUP_COLUMNS,
             Trial.reused_from,
             Result.metric,
             Result.test_metric,
         )
         .join(Result, Result.trial_id == Trial.id)
-        .where(Trial.id == trial_id, *_counted())
+        .where(Trial.id == trial_id, *counted_rows())
     ).one_or_none()
     if trial is None:
         return False
@@ -197,12 +197,12 @@ def rebuild_leaderboard_aggregates(session: Session) -> int:
         session.execute(text("LOCK TABLE leaderboard_entries, leaderboard_cells IN SHARE ROW EXCLUSIVE MODE"))
     session.execute(LeaderboardCell.__table__.delete())
     session.execute(LeaderboardEntry.__table__.delete())
-    counted_ids = select(Trial.id).join(Result, Result.trial_id == Trial.id).where(*_counted())
+    counted_ids = select(Trial.id).join(Result, Result.trial_id == Trial.id).where(*counted_rows())
     session.execute(LeaderboardEntry.__table__.insert().from_select(["trial_id"], counted_ids))
 
     x = Result.test_metric
     own = Trial.reused_from.is_(None)
-    group = (Trial.task, Trial.group_key, Trial.layer, Trial.init, Trial.reparam, Trial.train_eigenvalues)
+    group = GROUP_COLUMNS
     per_sweep = (
         select(
             *group,
@@ -214,7 +214,7 @@ def rebuild_leaderboard_aggregates(session: Session) -> int:
             func.min(Trial.id).label("trial_id"),
         )
         .join(Result, Result.trial_id == Trial.id)
-        .where(*_counted())
+        .where(*counted_rows())
         .group_by(*group, Trial.sweep_id)
         .subquery()
     )

@@ -73,16 +73,10 @@ def leaderboard(
     """
     if offset < 0 or (limit is not None and limit < 0):
         raise ValueError(f"offset and limit must not be negative (got offset={offset}, limit={limit})")
-    filters = LeaderboardFilters(
-        sweep_id=sweep_id,
-        task=task,
-        layer=layer,
-        init=init,
-        reparam=reparam,
-        train_eigenvalues=train_eigenvalues,
-        include_baselines=include_baselines,
-    )
     conditions = {"layer": layer, "init": init, "reparam": reparam, "train_eigenvalues": train_eigenvalues}
+    filters = LeaderboardFilters(
+        sweep_id=sweep_id, task=task, include_baselines=include_baselines, **conditions
+    )
     source = aggregates_from_cells if sweep_id is None else partial(aggregates_from_results, sweep_id)
     aggregates = [Aggregate._make(row) for row in session.execute(source(task=task, **conditions))]
     labels = group_labels(session, aggregates)

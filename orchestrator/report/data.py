@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..leaderboard.aggregates import GROUP_COLUMNS, counted_rows
 from ..models import EpochMetric, Result, Sweep, Trial, TrialDiagnostics
 
 
@@ -182,23 +183,13 @@ def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
     ]
 
 
-def _counted() -> tuple:
-    """The leaderboard's rule: a completed trial with a completed result that has a test metric."""
-    return (Trial.state == "completed", Result.status == "completed", Result.test_metric.is_not(None))
-
-
 def _groups(session: Session, sweep_ids: list[int], sweeps: list[SweepInfo]) -> list[ConfigGroup]:
     rows = session.execute(
         select(
             Trial.id,
             func.coalesce(Trial.reused_from, Trial.id),
             Trial.sweep_id,
-            Trial.task,
-            Trial.group_key,
-            Trial.layer,
-            Trial.init,
-            Trial.reparam,
-            Trial.train_eigenvalues,
+            *GROUP_COLUMNS,
             Trial.seed,
             Result.metric,
             Result.test_metric,
@@ -209,7 +200,7 @@ def _groups(session: Session, sweep_ids: list[int], sweeps: list[SweepInfo]) -> 
         )
         .join(Result, Result.trial_id == Trial.id)
         .outerjoin(TrialDiagnostics, TrialDiagnostics.trial_id == func.coalesce(Trial.reused_from, Trial.id))
-        .where(Trial.sweep_id.in_(sweep_ids), *_counted())
+        .where(Trial.sweep_id.in_(sweep_ids), *counted_rows())
         .order_by(Trial.id)
     ).all()
     reported = {row[2] for row in rows}

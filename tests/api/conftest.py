@@ -165,6 +165,16 @@ def make_tokens(sessions, *names: str) -> dict[str, str]:
         return {name: create_token(session, name) for name in names}
 
 
+def error_of(response, status: int = 422) -> dict:
+    """The error of an API answer, after checking its status and the error body's shape (code,
+    message, field; a message that says something)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from conftest import GRID_YAML, ThreadedServer, bearer, make_tokens, run_cli, service_settings
+from conftest import GRID_YAML, ThreadedServer, bearer, error_of, make_tokens, run_cli, service_settings
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
@@ -39,13 +39,6 @@ TRACEBACK = """Traceback (most recent call last):
     loss = step(batch)
 RuntimeError: CUDA out of memory
 """
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
-    return body["error"]
 
 
 @pytest.fixture

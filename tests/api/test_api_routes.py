@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from conftest import GRID_YAML, bearer, finish_trials, make_tokens, service_settings
+from conftest import GRID_YAML, bearer, error_of, finish_trials, make_tokens, service_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -30,14 +30,6 @@ def service(db_url, sessions_for):
     tokens = make_tokens(sessions, "alice", "bob")
     with TestClient(create_app(service_settings(db_url))) as client:
         yield client, sessions, tokens
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def submit(client, token, text=GRID_YAML) -> dict:

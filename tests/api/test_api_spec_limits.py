@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GRID_YAML, ServeProcess, bearer, make_tokens, run_cli, service_settings
+from conftest import GRID_YAML, ServeProcess, bearer, error_of, make_tokens, run_cli, service_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
@@ -28,13 +28,6 @@ from ssm.data import TASK_NAMES
 YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}
 SWEEPS = "/api/v1/sweeps"
-
-
-def error_of(response, status: int = 422) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
-    return body["error"]
 
 
 @pytest.fixture

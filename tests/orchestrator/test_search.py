@@ -130,6 +130,16 @@ search:
 OPTUNA_STATE = {"completed": "COMPLETE", "pruned": "PRUNED"}
 
 
+def run_search(url, sessions, tmp_path, sweep_id):
+    """Run the sweep to its end (the `shaped` trainer, 90 s at most), then `check_search` it."""
+    scheduler = Scheduler(url, settings_for(url, tmp_path), train_fn=shaped, poll_seconds=0.02)
+    try:
+        scheduler.run([sweep_id], timeout=90)
+    finally:
+        scheduler.close()
+    return check_search(sessions, url, sweep_id)
+
+
 def check_search(sessions, url, sweep_id):
     """Every trial final and their number the budget; each Optuna trial finished, one of ours, in the
     matching state. Returns (our trials, {(study name, number): FrozenTrial})."""
@@ -172,12 +182,7 @@ def load_spec_json(spec_json):
 
 def test_a_tpe_search_prunes_finds_the_optimum_and_stops_at_its_budget(local_ray, url, sessions, tmp_path):
     sweep_id = submit(sessions, SEARCH.format(sampler="tpe", pruner="median", n_trials=24, epochs=3))
-    scheduler = Scheduler(url, settings_for(url, tmp_path), train_fn=shaped, poll_seconds=0.02)
-    try:
-        scheduler.run([sweep_id], timeout=90)
-    finally:
-        scheduler.close()
-    trials, frozen = check_search(sessions, url, sweep_id)
+    trials, frozen = run_search(url, sessions, tmp_path, sweep_id)
     states = [t.state for t in trials]
     assert states.count("pruned") >= 1 and states.count("completed") >= 5, states
     completed = [ft for ft in frozen.values() if ft.state.name == "COMPLETE"]
@@ -243,12 +248,7 @@ search:
     model.reparam_a: {choices: [1, 4]}
 """
     sweep_id = submit(sessions, spec_text)
-    scheduler = Scheduler(url, settings_for(url, tmp_path), train_fn=shaped, poll_seconds=0.02)
-    try:
-        scheduler.run([sweep_id], timeout=90)
-    finally:
-        scheduler.close()
-    trials, frozen = check_search(sessions, url, sweep_id)
+    trials, frozen = run_search(url, sessions, tmp_path, sweep_id)
     assert len(trials) == 12 and all(t.state == "completed" for t in trials)
     grid = sorted((lr, a) for lr in (0.001, 0.002, 0.003) for a in (1, 4))
     for init in ("inv", "lin"):
@@ -272,12 +272,7 @@ def test_other_samplers_and_pruners_complete_their_budget(
     local_ray, url, sessions, tmp_path, sampler, pruner
 ):
     sweep_id = submit(sessions, SEARCH.format(sampler=sampler, pruner=pruner, n_trials=6, epochs=3))
-    scheduler = Scheduler(url, settings_for(url, tmp_path), train_fn=shaped, poll_seconds=0.02)
-    try:
-        scheduler.run([sweep_id], timeout=90)
-    finally:
-        scheduler.close()
-    trials, frozen = check_search(sessions, url, sweep_id)
+    trials, frozen = run_search(url, sessions, tmp_path, sweep_id)
     if sampler == "nsgaii":  # accuracy and trainable parameters
         assert all(t.state == "completed" for t in trials)
         for ft in frozen.values():
