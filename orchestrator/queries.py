@@ -19,7 +19,9 @@ from .store import state_counts
 
 # What a list shows of each row. Lists load only these columns: a sweep's spec and a trial's config
 # can be large, and a page of them would be read (and parsed) for nothing.
-SWEEP_LIST_COLUMNS = (Sweep.id, Sweep.name, Sweep.state, Sweep.owner, Sweep.created_at, Sweep.finished_at)
+SWEEP_LIST_COLUMNS = (
+    Sweep.id, Sweep.name, Sweep.state, Sweep.owner, Sweep.created_at, Sweep.finished_at, Sweep.error
+)  # fmt: skip
 TRIAL_LIST_COLUMNS = (
     Trial.id,
     Trial.sweep_id,
@@ -60,7 +62,7 @@ def sweep_summary(session: Session, sweep: Sweep, counts: dict[str, int] | None 
     }
 
 
-def sweeps_state_counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+def sweeps_state_counts(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """Trials per state of each of `sweep_ids` (an empty dict for a sweep without trials), in one
     query: what a page of sweeps shows, without a query per sweep."""
     counts: dict[int, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
@@ -231,20 +233,6 @@ def completed_config_hashes(session: Session, hashes: set[str]) -> set[str]:
 # --- what the web pages read (api/pages): a page of rows in a fixed number of statements ---------------
 
 TRIAL_SORT_KEYS = ("number", "state", "attempt", "metric", "duration")
-
-
-def state_counts_by_sweep(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Trials by state for each of `sweep_ids`, in one GROUP BY (a sweep without trials: `{}`)."""
-    counts: dict[int, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
-    if sweep_ids:
-        rows = session.execute(
-            select(Trial.sweep_id, Trial.state, func.count())
-            .where(Trial.sweep_id.in_(sweep_ids))
-            .group_by(Trial.sweep_id, Trial.state)
-        )
-        for sweep_id, state, n in rows:
-            counts[sweep_id][state] = n
-    return counts
 
 
 class BestTrial(NamedTuple):

@@ -28,8 +28,8 @@ from orchestrator.queries import (
     epoch_metrics,
     list_sweeps,
     result_payload,
-    state_counts_by_sweep,
     sweep_summary,
+    sweeps_state_counts,
     trial_detail,
     trial_diagnostics,
     trials_page,
@@ -223,7 +223,7 @@ def sweeps_page(request: Request, session: SessionDep, page: PageNumber = 1) -> 
     offset = (page - 1) * SWEEPS_PER_PAGE
     sweeps, total = list_sweeps(session, offset=offset, limit=SWEEPS_PER_PAGE)
     ids = [sweep.id for sweep in sweeps]
-    counts = state_counts_by_sweep(session, ids)
+    counts = sweeps_state_counts(session, ids)
     best = best_trials(session, ids)
     return render(
         request,
