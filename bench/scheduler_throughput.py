@@ -160,14 +160,14 @@ def main() -> None:
         f"no-op trials, {args.trials} of them, {args.cpus_per_trial} CPU each ({in_flight} in flight), "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
-    print(f"{'path':<44} {'trials/s':>10}")
+    print(f"{'path':<56} {'trials/s':>10}")
     for db, rate in rates.items():
-        print(f"{f'ssmbench on {db} (plan → DB → Ray → worker → DB)':<44} {rate:>10.1f}")
-    print(f"{'bare Ray tasks':<44} {bare:>10.1f}")
+        print(f"{f'ssmbench on {db} (plan → DB → Ray → worker → DB)':<56} {rate:>10.1f}")
+    print(f"{'bare Ray tasks':<56} {bare:>10.1f}")
     if tune_rate is None:
-        print(f"{'Ray Tune':<44} {'not installed':>10}  (pip install 'ray[tune]' to compare)")
+        print(f"{'Ray Tune':<56} {'not installed':>10}  (pip install 'ray[tune]' to compare)")
     else:
-        print(f"{'Ray Tune (no-op trainable)':<44} {tune_rate:>10.1f}")
+        print(f"{'Ray Tune (no-op trainable)':<56} {tune_rate:>10.1f}")
     for db, rate in rates.items():
         print(f"{db}: scheduling overhead per trial over bare Ray: {1000 * (1 / rate - 1 / bare):.1f} ms")
     if len(rates) == 2:
