@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
@@ -33,17 +33,66 @@ class DatabaseNotMigrated(RuntimeError):
 
 
 def engine_options(url: str) -> dict[str, Any]:
-    """`create_engine`'s options for `url`, for `make_engine` and for engines made by others from a
-    URL (Optuna's storage): SQLite waits 30 s for a lock; PostgreSQL pre-pings, so a connection the
-    server dropped is replaced."""
+    """`create_engine`'s options for `url`, for engines made by others from a URL (Optuna's
+    storage): SQLite waits 30 s for a lock; PostgreSQL pre-pings every checkout, so a connection the
+    server dropped is replaced. `make_engine` replaces that ping (one round trip per transaction)
+    with `ping_after_idle`."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` with `engine_options`. SQLite also gets WAL (readers never block the
-    writer), a 30 s busy timeout and foreign keys on every connection."""
+SERVICE_POOL = {"pool_size": 5, "max_overflow": 5}
+"""The PostgreSQL pool of a scheduler's or the API's engine (`make_engine`): at most 10 connections."""
+WORKER_POOL = {"pool_size": 2, "max_overflow": 1}
+"""The PostgreSQL pool of a Ray worker process (`process_sessions`): a trial's own writes and its
+heartbeat thread hold one connection each, the search's pruning hook a third at most.
+
+So the connections to PostgreSQL are bounded by
+    3 × (Ray worker processes that ran a trial) + 10 × (scheduler and API engines)
+    + 15 × (Optuna storages opened: one per scheduler with a search sweep, one per worker running one)
+(`connection_bound`; tests/orchestrator/test_connections.py measures it in `pg_stat_activity`)."""
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def connection_bound(worker_processes: int, service_engines: int, optuna_storages: int = 0) -> int:
+    """The most PostgreSQL connections our processes can hold at once (see `WORKER_POOL`)."""
+    per_engine = lambda pool: pool["pool_size"] + pool["max_overflow"]  # noqa: E731
+    optuna = engine_options("postgresql://")
+    return (
+        per_engine(WORKER_POOL) * worker_processes
+        + per_engine(SERVICE_POOL) * service_engines
+        + per_engine(optuna) * optuna_storages
+    )
+
+
+def ping_after_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
+    """Ping a pooled connection on checkout only when it sat idle for `idle_seconds`: a restarted or
+    terminated backend is then found before use. A connection in steady use is not pinged (the
+    ping is a round trip per transaction, most of a small write's cost); if the server dropped it
+    anyway, the error invalidates the whole pool and `in_transaction`, or the scheduler's next pass,
+    retries on fresh connections."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("checked_in_at", time.monotonic()) < idle_seconds:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as err:  # the pool replaces the connection and tries again
+            raise DisconnectionError(f"pooled connection dropped while idle: {err}") from err
+
+
+def make_engine(url: str, pool: dict[str, int] | None = None) -> Engine:
+    """An engine for `url`. SQLite gets WAL (readers never block the writer), a 30 s busy timeout
+    and foreign keys on every connection. PostgreSQL gets the `pool` (default `SERVICE_POOL`) and
+    `ping_after_idle` instead of a ping per checkout."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -60,7 +109,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, **engine_options(url))
+    engine = create_engine(url, pool_pre_ping=False, **(pool or SERVICE_POOL))
+    ping_after_idle(engine)
+    return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -70,8 +121,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @functools.lru_cache(maxsize=4)
 def process_sessions(database_url: str) -> sessionmaker[Session]:
     """The session factory of this process for `database_url`: one engine (one connection pool) per
-    process, shared by everything a Ray worker runs — the trial's writes and the search's hook."""
-    return session_factory(make_engine(database_url))
+    process, shared by everything a Ray worker runs — the trial's writes and the search's hook — with
+    the small `WORKER_POOL`."""
+    return session_factory(make_engine(database_url, WORKER_POOL))
 
 
 @contextmanager

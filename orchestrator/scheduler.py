@@ -28,7 +28,7 @@ from typing import Any
 
 import ray
 from ray import exceptions as ray_errors
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import store
@@ -63,6 +63,34 @@ class InFlight:
     gpus: float
 
 
+def demand_bundles(
+    in_flight: list[tuple[int, float, float]],
+    pending: list[tuple[int, int | None, int, float, float]],
+    limit: int,
+) -> list[dict[str, float]]:
+    """The autoscaler request (`Scheduler._request_demand`): a `{"CPU": c, "GPU": g}` bundle for each
+    in-flight trial `(sweep, cpus, gpus)`, then for each pending trial of each sweep
+    `(sweep, max_concurrent, pending, cpus, gpus)` in the given (priority) order while the sweep has
+    fewer than `max_concurrent` trials counted, at most `limit` bundles in all. Empty when nothing is
+    pending (the request is released)."""
+    if not any(n for _, _, n, _, _ in pending):
+        return []
+
+    def bundle(cpus: float, gpus: float) -> dict[str, float]:
+        return {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
+
+    bundles = [bundle(cpus, gpus) for _, cpus, gpus in in_flight][:limit]
+    counted: dict[int, int] = {}
+    for sweep_id, _, _ in in_flight:
+        counted[sweep_id] = counted.get(sweep_id, 0) + 1
+    for sweep_id, max_concurrent, n, cpus, gpus in pending:
+        room = n if max_concurrent is None else max(0, min(n, max_concurrent - counted.get(sweep_id, 0)))
+        room = min(room, limit - len(bundles))
+        bundles += [bundle(cpus, gpus)] * room
+        counted[sweep_id] = counted.get(sweep_id, 0) + room
+    return bundles
+
+
 class Scheduler:
     def __init__(
         self,
@@ -90,6 +118,7 @@ class Scheduler:
         self._last_bookkeeping = 0.0
         self._totals: tuple[float, dict[str, float]] = (0.0, {})
         self._specs: dict[int, SweepSpec] = {}  # open sweeps whose stored spec has been read
+        self._requested: list[dict[str, float]] = []  # the bundles last asked of the autoscaler
         self._remote = ray.remote(max_retries=0)(run_trial)
         self.search = SearchCoordinator(database_url, self.sessions)  # Optuna, for sweeps with a search block
 
@@ -141,24 +170,31 @@ class Scheduler:
         if not self.acquire_lease():
             return False
         finished = self._collect()
-        self._cancel_stopped()
         now = time.monotonic()
         if now - self._last_reconcile > min(5.0, self.settings.stale_after_seconds / 2):
             self._reconcile()
             self._last_reconcile = now
-        # Sweep bookkeeping (reading new specs, search asks, closing, wall budgets) runs when something
-        # finished, and at least every half second for what changes without us (submissions, cancels).
-        bookkeeping = finished or now - self._last_bookkeeping > 0.5
+        # Sweep bookkeeping (cancelling stopped sweeps' tasks, reading new specs, search asks, closing,
+        # wall budgets) runs when something finished (at most every 0.1 s), and at least every half
+        # second for what changes without us (submissions, cancels). Each is a round trip to the
+        # database, most of a pass's cost on PostgreSQL (bench/RESULTS.md), so not every pass.
+        since = now - self._last_bookkeeping
+        bookkeeping = since > 0.5 or (finished and since > 0.1)
         search_error = None
         if bookkeeping:
+            self._cancel_stopped()
             self._read_specs()
             if self.search is not None:  # top up search sweeps with trials from Optuna
                 search_error = self._for_sweep(
                     None, "asking the search for trials", lambda s: self.search.ask(s, self._cluster_totals())
                 )
-        started = self._start_pending()
+        # Pending trials are looked for when room may have appeared: a trial of ours finished, or a
+        # bookkeeping pass (new sweeps, nodes joining); not on the idle passes between.
+        started = self._start_pending() if finished or bookkeeping else 0
         if bookkeeping:
             self._each_sweep("closing it", list(self._specs), self._close_or_cancel)
+            if self.settings.asks_autoscaler():
+                self._request_demand()
             self._last_bookkeeping = now
         if search_error is not None:
             raise search_error
@@ -264,7 +300,8 @@ class Scheduler:
                     type(err).__name__,
                     state,
                 )
-            if self.search is not None:
+            spec = self._specs.get(flight.sweep_id)
+            if self.search is not None and (spec is None or spec.search is not None):  # grid: nothing to tell
                 self._for_sweep(
                     flight.sweep_id,
                     "telling the search how a trial ended",
@@ -360,9 +397,9 @@ class Scheduler:
         if not chosen:
             return 0
         with transaction(self.sessions) as s:
-            attempts = {trial_id: store.claim(s, trial_id) for trial_id, *_ in chosen}
+            attempts = store.claim_many(s, [trial_id for trial_id, *_ in chosen])
         for trial_id, sweep_id, cpus, gpus in chosen:
-            attempt = attempts[trial_id]
+            attempt = attempts.get(trial_id)
             if attempt is None:  # claimed meanwhile by someone else
                 continue
             job = TrialJob(
@@ -378,6 +415,47 @@ class Scheduler:
             ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(job)
             self.in_flight[trial_id] = InFlight(ref, trial_id, sweep_id, attempt, cpus, gpus)
         return len(chosen)
+
+    # --- autoscaling demand ------------------------------------------------------------------------
+    def _request_demand(self) -> None:
+        """Tell the autoscaler what our running and pending trials need, so that it adds nodes for
+        trials that fit nowhere now (`_start_pending` submits only what fits), and release the
+        request when nothing is pending.
+
+        The request (`ray.autoscaler.sdk.request_resources`) is the whole demand, not an addition:
+        the autoscaler sizes the cluster so that all the bundles fit at once, counting what runs. One
+        bundle per trial, in priority order: every in-flight trial, then pending trials up to each
+        sweep's `max_concurrent`, at most `settings.max_demand_bundles` in all. Sent only when it
+        changed (the request persists until overridden)."""
+        bundles = demand_bundles(
+            [(f.sweep_id, f.cpus, f.gpus) for f in self.in_flight.values()],
+            self._pending_by_sweep(),
+            self.settings.max_demand_bundles,
+        )
+        if bundles == self._requested:
+            return
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=bundles)
+        self._requested = bundles
+        log.info("asked the autoscaler for %d trial bundles", len(bundles))
+
+    def _pending_by_sweep(self) -> list[tuple[int, int | None, int, float, float]]:
+        """(sweep, max_concurrent, pending trials, CPUs, GPUs) of each open sweep with pending trials
+        whose spec has been read, by priority; a sweep's trials ask for its spec's resources."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Sweep.id, Sweep.max_concurrent, func.count(Trial.id))
+                .join(Trial, Trial.sweep_id == Sweep.id)
+                .where(Trial.state == TrialState.PENDING, Sweep.state.in_(OPEN_SWEEP_STATES))
+                .group_by(Sweep.id, Sweep.max_concurrent, Sweep.priority)
+                .order_by(Sweep.priority.desc(), Sweep.id)
+            ).all()
+        return [
+            (sweep_id, max_concurrent, n, spec.resources.cpus, spec.resources.gpus)
+            for sweep_id, max_concurrent, n in rows
+            if (spec := self._specs.get(sweep_id)) is not None
+        ]
 
     # --- driving it -----------------------------------------------------------------------------
     def run(
@@ -399,11 +477,19 @@ class Scheduler:
         `health`). `after_pass()` runs after every pass, good or bad; `on_progress(trial counts by
         state)` after every good one."""
         counts: dict[str, int] = {}
+        progress_at = [0.0]
 
         def finished() -> bool:
             nonlocal counts
             if not until_done and on_progress is None:
                 return False
+            watched = set(sweep_ids) if sweep_ids else None
+            running = any(watched is None or f.sweep_id in watched for f in self.in_flight.values())
+            # While a trial of ours runs the sweeps are not done: ask the database only for progress,
+            # and that at most every 0.25 s (two queries a pass were most of a pass on PostgreSQL).
+            if running and (on_progress is None or time.monotonic() - progress_at[0] < 0.25):
+                return False
+            progress_at[0] = time.monotonic()
             counts = self._counts(sweep_ids)
             if on_progress is not None:
                 on_progress(counts)

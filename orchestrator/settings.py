@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -35,7 +36,21 @@ class Settings(BaseSettings):
         60.0, gt=0, description="a running trial without a heartbeat this long is lost"
     )
     lease_seconds: float = Field(30.0, gt=0)
+    autoscaler_demand: bool | None = Field(
+        None,
+        description="ask the Ray autoscaler for the pending trials' resources "
+        "(`ray.autoscaler.sdk.request_resources`); None: when joining a cluster (RAY_ADDRESS)",
+    )
+    max_demand_bundles: int = Field(
+        1000, ge=1, description="at most this many trials' resources asked of the autoscaler at once"
+    )
     read_auth: bool = False
+
+    def asks_autoscaler(self) -> bool:
+        """Whether the scheduler tells the autoscaler what pending trials need (`autoscaler_demand`)."""
+        if self.autoscaler_demand is not None:
+            return self.autoscaler_demand
+        return bool(os.environ.get("RAY_ADDRESS"))
 
     def resolved_checkpoint_dir(self) -> Path:
         if self.checkpoint_dir is not None:

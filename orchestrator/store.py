@@ -152,6 +152,37 @@ def claim(session: Session, trial_id: int, worker: str | None = None) -> int | N
     return row[0]
 
 
+def claim_many(session: Session, trial_ids: list[int]) -> dict[int, int]:
+    """`claim` for many trials in two statements (the scheduler's batch): returns the new attempt of
+    each trial that was still pending; the others are someone else's."""
+    if not trial_ids:
+        return {}
+    now = utcnow()
+    rows = session.execute(
+        update(Trial)
+        .where(Trial.id.in_(trial_ids), Trial.state == TrialState.PENDING)
+        .values(
+            state=TrialState.RUNNING,
+            attempt=Trial.attempt + 1,
+            started_at=now,
+            heartbeat_at=now,
+            worker=None,
+            error=None,
+        )
+        .returning(Trial.id, Trial.sweep_id, Trial.attempt)
+        .execution_options(synchronize_session=False)
+    ).all()
+    sweep_ids = {sweep_id for _, sweep_id, _ in rows}
+    if sweep_ids:
+        session.execute(
+            update(Sweep)
+            .where(Sweep.id.in_(sweep_ids), Sweep.state == SweepState.PENDING)
+            .values(state=SweepState.RUNNING)
+            .execution_options(synchronize_session=False)
+        )
+    return {trial_id: attempt for trial_id, _, attempt in rows}
+
+
 def heartbeat(
     session: Session, trial_id: int, attempt: int, node_id: str | None = None, worker: str | None = None
 ) -> bool:
