@@ -28,16 +28,16 @@ from typing import Any
 
 import ray
 from ray import exceptions as ray_errors
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from . import store
-from .db import insert_ignoring_conflicts, make_engine, require_migrated, session_factory, transaction
+from . import lease, store
+from .autoscaler import AutoscalerDemand, pending_by_sweep
+from .db import make_engine, require_migrated, session_factory, transaction
 from .loop import LoopHealth, run_passes
 from .models import (
     FINAL_SWEEP_STATES,
     OPEN_SWEEP_STATES,
-    SchedulerLease,
     Sweep,
     SweepState,
     Trial,
@@ -61,34 +61,6 @@ class InFlight:
     attempt: int
     cpus: float
     gpus: float
-
-
-def demand_bundles(
-    in_flight: list[tuple[int, float, float]],
-    pending: list[tuple[int, int | None, int, float, float]],
-    limit: int,
-) -> list[dict[str, float]]:
-    """The autoscaler request (`Scheduler._request_demand`): a `{"CPU": c, "GPU": g}` bundle for each
-    in-flight trial `(sweep, cpus, gpus)`, then for each pending trial of each sweep
-    `(sweep, max_concurrent, pending, cpus, gpus)` in the given (priority) order while the sweep has
-    fewer than `max_concurrent` trials counted, at most `limit` bundles in all. Empty when nothing is
-    pending (the request is released)."""
-    if not any(n for _, _, n, _, _ in pending):
-        return []
-
-    def bundle(cpus: float, gpus: float) -> dict[str, float]:
-        return {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
-
-    bundles = [bundle(cpus, gpus) for _, cpus, gpus in in_flight][:limit]
-    counted: dict[int, int] = {}
-    for sweep_id, _, _ in in_flight:
-        counted[sweep_id] = counted.get(sweep_id, 0) + 1
-    for sweep_id, max_concurrent, n, cpus, gpus in pending:
-        room = n if max_concurrent is None else max(0, min(n, max_concurrent - counted.get(sweep_id, 0)))
-        room = min(room, limit - len(bundles))
-        bundles += [bundle(cpus, gpus)] * room
-        counted[sweep_id] = counted.get(sweep_id, 0) + room
-    return bundles
 
 
 class Scheduler:
@@ -118,7 +90,7 @@ class Scheduler:
         self._last_bookkeeping = 0.0
         self._totals: tuple[float, dict[str, float]] = (0.0, {})
         self._specs: dict[int, SweepSpec] = {}  # open sweeps whose stored spec has been read
-        self._requested: list[dict[str, float]] = []  # the bundles last asked of the autoscaler
+        self.demand = AutoscalerDemand()  # what we last asked the autoscaler for
         self._remote = ray.remote(max_retries=0)(run_trial)
         self.search = SearchCoordinator(database_url, self.sessions)  # Optuna, for sweeps with a search block
 
@@ -129,34 +101,14 @@ class Scheduler:
         A held lease is renewed once a third of its time has passed, not on every pass."""
         if self.holds_lease and time.monotonic() < self._renew_lease_at:
             return True
-        now = utcnow()
         with transaction(self.sessions) as s:
-            s.execute(
-                insert_ignoring_conflicts(s, SchedulerLease)
-                .values(name=LEASE_NAME, holder=None, expires_at=None)
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
-            taken = s.execute(
-                update(SchedulerLease)
-                .where(
-                    SchedulerLease.name == LEASE_NAME,
-                    (SchedulerLease.holder == self.identity)
-                    | SchedulerLease.holder.is_(None)
-                    | (SchedulerLease.expires_at < now),
-                )
-                .values(holder=self.identity, expires_at=now + timedelta(seconds=self.settings.lease_seconds))
-            ).rowcount
-        self.holds_lease = taken == 1
+            self.holds_lease = lease.take(s, LEASE_NAME, self.identity, self.settings.lease_seconds)
         self._renew_lease_at = time.monotonic() + self.settings.lease_seconds / 3
         return self.holds_lease
 
     def release_lease(self) -> None:
         with transaction(self.sessions) as s:
-            s.execute(
-                update(SchedulerLease)
-                .where(SchedulerLease.name == LEASE_NAME, SchedulerLease.holder == self.identity)
-                .values(holder=None, expires_at=None)
-            )
+            lease.release(s, LEASE_NAME, self.identity)
         self.holds_lease = False
 
     # --- one pass -------------------------------------------------------------------------------
@@ -418,44 +370,11 @@ class Scheduler:
 
     # --- autoscaling demand ------------------------------------------------------------------------
     def _request_demand(self) -> None:
-        """Tell the autoscaler what our running and pending trials need, so that it adds nodes for
-        trials that fit nowhere now (`_start_pending` submits only what fits), and release the
-        request when nothing is pending.
-
-        The request (`ray.autoscaler.sdk.request_resources`) is the whole demand, not an addition:
-        the autoscaler sizes the cluster so that all the bundles fit at once, counting what runs. One
-        bundle per trial, in priority order: every in-flight trial, then pending trials up to each
-        sweep's `max_concurrent`, at most `settings.max_demand_bundles` in all. Sent only when it
-        changed (the request persists until overridden)."""
-        bundles = demand_bundles(
-            [(f.sweep_id, f.cpus, f.gpus) for f in self.in_flight.values()],
-            self._pending_by_sweep(),
-            self.settings.max_demand_bundles,
-        )
-        if bundles == self._requested:
-            return
-        from ray.autoscaler.sdk import request_resources
-
-        request_resources(bundles=bundles)
-        self._requested = bundles
-        log.info("asked the autoscaler for %d trial bundles", len(bundles))
-
-    def _pending_by_sweep(self) -> list[tuple[int, int | None, int, float, float]]:
-        """(sweep, max_concurrent, pending trials, CPUs, GPUs) of each open sweep with pending trials
-        whose spec has been read, by priority; a sweep's trials ask for its spec's resources."""
+        """Tell the autoscaler what our running and pending trials need (`orchestrator.autoscaler`)."""
         with self.sessions() as s:
-            rows = s.execute(
-                select(Sweep.id, Sweep.max_concurrent, func.count(Trial.id))
-                .join(Trial, Trial.sweep_id == Sweep.id)
-                .where(Trial.state == TrialState.PENDING, Sweep.state.in_(OPEN_SWEEP_STATES))
-                .group_by(Sweep.id, Sweep.max_concurrent, Sweep.priority)
-                .order_by(Sweep.priority.desc(), Sweep.id)
-            ).all()
-        return [
-            (sweep_id, max_concurrent, n, spec.resources.cpus, spec.resources.gpus)
-            for sweep_id, max_concurrent, n in rows
-            if (spec := self._specs.get(sweep_id)) is not None
-        ]
+            pending = pending_by_sweep(s, self._specs)
+        in_flight = [(f.sweep_id, f.cpus, f.gpus) for f in self.in_flight.values()]
+        self.demand.request(in_flight, pending, self.settings.max_demand_bundles)
 
     # --- driving it -----------------------------------------------------------------------------
     def run(
@@ -511,14 +430,9 @@ class Scheduler:
             raise TimeoutError(f"sweeps {sweep_ids or 'all'}: {err}: {counts}") from None
 
     def _counts(self, sweep_ids) -> dict[str, int]:
+        query = select(Trial.state, func.count()).group_by(Trial.state)
         with self.sessions() as s:
-            if not sweep_ids:
-                return store.state_counts(s)
-            total: dict[str, int] = {}
-            for sweep_id in sweep_ids:
-                for state, n in store.state_counts(s, sweep_id).items():
-                    total[state] = total.get(state, 0) + n
-            return total
+            return dict(s.execute(query.where(Trial.sweep_id.in_(sweep_ids)) if sweep_ids else query).all())
 
     def _done(self, sweep_ids) -> bool:
         with self.sessions() as s:

@@ -118,5 +118,12 @@ def load_listops(
     options = {"max_len": common.max_len, "skip_bad": common.skip_bad}
     entry = load_or_build(data_dir, "listops", options, paths.values(), LISTOPS_DIR, build)
     return lra_task(
-        entry, "listops", common, options, data_dir / LISTOPS_DIR, n_classes=10, d_input=VOCAB_SIZE, input_type="tokens"
+        entry,
+        "listops",
+        common,
+        options,
+        data_dir / LISTOPS_DIR,
+        n_classes=10,
+        d_input=VOCAB_SIZE,
+        input_type="tokens",
     )

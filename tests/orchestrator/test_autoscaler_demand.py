@@ -16,8 +16,9 @@ import ray
 from ray.autoscaler.sdk import request_resources
 
 from orchestrator import store
+from orchestrator.autoscaler import demand_bundles
 from orchestrator.db import make_engine, session_factory, transaction, upgrade
-from orchestrator.scheduler import Scheduler, demand_bundles
+from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.spec import load_spec
 
