@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
     args = parser.parse_args()
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.get([noop_task.remote(i) for i in range(50)])  # warm the worker pool
     rates: dict[str, float] = {}
     connections = None

@@ -16,7 +16,8 @@ def connect_ray(num_cpus: int | None = None, *, logging_level: int = logging.INF
     """Join the cluster at RAY_ADDRESS, else start a local Ray with this machine's CPUs and GPUs;
     Ray's own log lines below `logging_level` are not shown (the CLI passes ERROR unless -v).
 
-    A local Ray picks free ports for itself (never Redis's 6379)."""
+    A local Ray is always a new one (never a cluster another process started on this machine) and
+    picks free ports for itself (never Redis's 6379)."""
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -24,6 +25,7 @@ def connect_ray(num_cpus: int | None = None, *, logging_level: int = logging.INF
         ray.init(address=address, log_to_driver=False, logging_level=logging_level)
     else:
         ray.init(
+            address="local",  # a new Ray of our own, never another process's cluster on this machine
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             log_to_driver=False,

@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from .auth import LoginRequired, redirect_to_login
-from .routes import STATIC_DIR, router
+from .rendering import STATIC_DIR
+from .routes import router
 
 
 def install_pages(app: FastAPI) -> None:

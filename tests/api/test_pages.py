@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from api.app import create_app
 from api.cli import app as cli_app
 from api.pages.auth import TOKEN_COOKIE, safe_next
-from api.pages.routes import error_line, format_metric, format_seconds
+from api.pages.rendering import error_line, format_metric, format_seconds
 from orchestrator import store
 from orchestrator.db import transaction
 from orchestrator.models import Result, Trial

@@ -31,7 +31,7 @@ cloudpickle.register_pickle_by_value(fakes)  # Ray workers cannot import the tes
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

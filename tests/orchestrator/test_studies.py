@@ -230,7 +230,7 @@ def test_bad_study_name_or_scale_is_one_line_and_exit_2(args, needle):
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
