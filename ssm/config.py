@@ -140,9 +140,10 @@ class OptimConfig(_Strict):
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(3e-3, gt=0, le=10)  # a learning rate above 10 only diverges
+    # Learning rates up to 1e6: divergence itself is studied (tests, the reparam study's ssm_lr axis)
+    lr: float = Field(3e-3, gt=0, le=1e6)
     ssm_lr: float | None = Field(
-        1e-3, gt=0, le=10, description="learning rate of eigenvalues, dt and B (no weight decay); None: lr"
+        1e-3, gt=0, le=1e6, description="learning rate of eigenvalues, dt and B (no weight decay); None: lr"
     )
     weight_decay: float = Field(0.01, ge=0, le=100)
     warmup_steps: int = Field(0, ge=0, le=10_000_000)

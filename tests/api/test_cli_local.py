@@ -220,7 +220,8 @@ def test_a_read_without_any_database_or_server_says_how_to_get_one(tmp_path):
 
 
 def test_a_synthetic_only_board_has_no_lra_average_and_labels_round_floats(sqlite_url, sessions_for):
-    from conftest import store, transaction
+    from orchestrator import store
+    from orchestrator.db import transaction
 
     sessions = sessions_for(sqlite_url)
     spec = parse_spec("name: lr\ntasks: [delay]\nmodel: {d_model: 4}\noptim: {lr: [1.3456e-3, 0.1]}\n")

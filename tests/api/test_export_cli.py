@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import GRID_YAML
+from conftest import GRID_YAML, finish_trials
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -246,7 +246,6 @@ def test_parquet_without_pyarrow_names_the_extra(sweep, tmp_path, monkeypatch):
 
 
 def test_diagnostics_of_a_sweep_that_stored_none_say_how_to_record_them(sqlite_url, sessions_for, tmp_path):
-    from conftest import finish_trials
 
     sessions = sessions_for(sqlite_url)
     with transaction(sessions) as s:

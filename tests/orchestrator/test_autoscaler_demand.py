@@ -68,6 +68,8 @@ def requested_bundles() -> list[dict[str, float]]:
 
 @pytest.fixture(scope="module")
 def local_ray():
+    if ray.is_initialized():  # a Ray another test module of this process left running
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -32,6 +32,8 @@ def test_the_bound_is_the_pools_times_the_processes():
 
 @pytest.fixture(scope="module")
 def local_ray():
+    if ray.is_initialized():  # a Ray another test module of this process left running
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

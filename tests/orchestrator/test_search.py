@@ -82,6 +82,8 @@ def shaped(config, on_epoch=None, checkpoint_dir=None, data_dir=None):
 
 @pytest.fixture(scope="module")
 def local_ray():
+    if ray.is_initialized():  # a Ray another test module of this process left running
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

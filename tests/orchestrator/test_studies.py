@@ -230,6 +230,9 @@ def test_bad_study_name_or_scale_is_one_line_and_exit_2(args, needle):
 def local_ray():
     import ray
 
+    if ray.is_initialized():  # a Ray another test module of this process left running
+        ray.shutdown()
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
