@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
@@ -35,8 +35,7 @@ class DatabaseNotMigrated(RuntimeError):
 def engine_options(url: str) -> dict[str, Any]:
     """`create_engine`'s options for `url`, for engines made by others from a URL (Optuna's
     storage): SQLite waits 30 s for a lock; PostgreSQL pre-pings every checkout, so a connection the
-    server dropped is replaced. `make_engine` replaces that ping (one round trip per transaction)
-    with `ping_after_idle`."""
+    server dropped is replaced."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
@@ -52,7 +51,6 @@ So the connections to PostgreSQL are bounded by
     3 × (Ray worker processes that ran a trial) + 10 × (scheduler and API engines)
     + 15 × (Optuna storages opened: one per scheduler with a search sweep, one per worker running one)
 (`connection_bound`; tests/orchestrator/test_connections.py measures it in `pg_stat_activity`)."""
-PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def connection_bound(worker_processes: int, service_engines: int, optuna_storages: int = 0) -> int:
@@ -66,33 +64,11 @@ def connection_bound(worker_processes: int, service_engines: int, optuna_storage
     )
 
 
-def ping_after_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
-    """Ping a pooled connection on checkout only when it sat idle for `idle_seconds`: a restarted or
-    terminated backend is then found before use. A connection in steady use is not pinged (the
-    ping is a round trip per transaction, most of a small write's cost); if the server dropped it
-    anyway, the error invalidates the whole pool and `in_transaction`, or the scheduler's next pass,
-    retries on fresh connections."""
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_connection, record):
-        record.info["checked_in_at"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection, record, _proxy):
-        if time.monotonic() - record.info.get("checked_in_at", time.monotonic()) < idle_seconds:
-            return
-        try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            dbapi_connection.rollback()
-        except Exception as err:  # the pool replaces the connection and tries again
-            raise DisconnectionError(f"pooled connection dropped while idle: {err}") from err
-
-
 def make_engine(url: str, pool: dict[str, int] | None = None) -> Engine:
     """An engine for `url`. SQLite gets WAL (readers never block the writer), a 30 s busy timeout
-    and foreign keys on every connection. PostgreSQL gets the `pool` (default `SERVICE_POOL`) and
-    `ping_after_idle` instead of a ping per checkout."""
+    and foreign keys on every connection. PostgreSQL gets the `pool` (default `SERVICE_POOL`) and a
+    ping per checkout, so a connection the server dropped is replaced before use (a test drops
+    every connection mid-sweep; pinging only idle connections did not survive it)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -109,9 +85,7 @@ def make_engine(url: str, pool: dict[str, int] | None = None) -> Engine:
             cursor.close()
 
         return engine
-    engine = create_engine(url, pool_pre_ping=False, **(pool or SERVICE_POOL))
-    ping_after_idle(engine)
-    return engine
+    return create_engine(url, pool_pre_ping=True, **(pool or SERVICE_POOL))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
