@@ -53,14 +53,12 @@ def serve_command(
     Example: ssmbench db upgrade --db postgresql://u@db/ssm && ssmbench serve --db postgresql://u@db/ssm
     """
     import uvicorn
-    from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from orchestrator.db import DatabaseNotMigrated
     from orchestrator.settings import masked_url
 
     from ..app import create_app
-    from ..deps import ServiceSettings
     from ..server import uvicorn_limits
 
     overrides: dict[str, Any] = {}
@@ -70,11 +68,7 @@ def serve_command(
         overrides["scheduler"] = False
     if num_cpus is not None:
         overrides["ray_num_cpus"] = num_cpus
-    try:
-        settings = ServiceSettings(**overrides)
-    except ValidationError as err:
-        first = err.errors()[0]
-        fail(f"SSMBENCH_{str(first['loc'][0]).upper()}: {first['msg']}")
+    settings = service_settings(overrides)
     train_fn = fake_trainer() if settings.scheduler else None
     try:
         app = create_app(settings, train_fn=train_fn)
@@ -109,3 +103,17 @@ def fake_trainer() -> Trainer | None:
     cloudpickle.register_pickle_by_value(module)  # Ray workers need not import it
     err_console.print(f"[yellow]test mode:[/] trials run the fake trainer {target}", highlight=False)
     return function
+
+
+def service_settings(overrides: dict[str, Any]):
+    """The service's settings (environment, then `overrides`); a bad value is one line naming its
+    SSMBENCH_ variable, exit 2. Shared by `serve` and `ui`."""
+    from pydantic import ValidationError
+
+    from ..deps import ServiceSettings
+
+    try:
+        return ServiceSettings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        fail(f"SSMBENCH_{str(first['loc'][0]).upper()}: {first['msg']}")

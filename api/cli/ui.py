@@ -28,24 +28,19 @@ def ui_command(
     import webbrowser
 
     import uvicorn
-    from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from orchestrator.db import DatabaseNotMigrated
     from orchestrator.settings import masked_url
 
     from ..app import create_app
-    from ..deps import ServiceSettings
     from ..server import uvicorn_limits
+    from .serve import service_settings
 
     overrides: dict = {"scheduler": False}
     if db is not None:
         overrides["database_url"] = db
-    try:
-        settings = ServiceSettings(**overrides)
-    except ValidationError as err:
-        first = err.errors()[0]
-        fail(f"SSMBENCH_{str(first['loc'][0]).upper()}: {first['msg']}")
+    settings = service_settings(overrides)
     try:
         app = create_app(settings)
     except DatabaseNotMigrated as err:
