@@ -14,8 +14,15 @@ from contextlib import contextmanager
 from html import unescape
 
 import httpx
-import pytest
-from conftest import CLI, GRID_YAML, bearer, finish_trials, free_port, make_tokens, service_settings
+from conftest import (
+    CLI,
+    GRID_YAML,
+    finish_trials,
+    free_port,
+    make_tokens,
+    service_settings,
+    submit_sweep,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 from typer.testing import CliRunner
@@ -32,7 +39,6 @@ from orchestrator.spec import load_spec
 from ssm.config import TrialConfig
 from ssm.train import TrialResult
 
-YAML = {"Content-Type": "application/yaml"}
 XSS = "<script>alert(1)</script>"
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -43,19 +49,8 @@ TRACEBACK = (
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 
 
-@pytest.fixture
-def service(db_url, sessions_for):
-    """(client, sessions, tokens) for a fresh app on `db_url`."""
-    sessions = sessions_for(db_url)
-    tokens = make_tokens(sessions, "alice", "bob")
-    with TestClient(create_app(service_settings(db_url))) as client:
-        yield client, sessions, tokens
-
-
 def submit(client, token, text=GRID_YAML) -> int:
-    response = client.post("/api/v1/sweeps", content=text, headers={**YAML, **bearer(token)})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return submit_sweep(client, token, text)["id"]
 
 
 def fail_trial(sessions, sweep_id: int, error: str = TRACEBACK) -> int:
