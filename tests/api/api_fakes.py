@@ -12,13 +12,13 @@ import time
 from ssm.train import TrialResult
 
 
-def completed(config, accuracy: float, **fields) -> TrialResult:
+def completed(config, accuracy: float, best_epoch: int = 1, **fields) -> TrialResult:
     """A completed result of `config` whose validation and test accuracy are both `accuracy`."""
     return TrialResult(
         status="completed",
         config_hash=config.hash(),
         metric="accuracy",
-        best_epoch=1,
+        best_epoch=best_epoch,
         val_metric=accuracy,
         test_metric=accuracy,
         **fields,

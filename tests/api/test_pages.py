@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from html import unescape
 
 import httpx
+from api_fakes import completed  # tests/api/api_fakes.py
 from conftest import (
     CLI,
     GRID_YAML,
@@ -37,7 +38,6 @@ from orchestrator.models import Result, Trial
 from orchestrator.queries import best_trials
 from orchestrator.spec import load_spec
 from ssm.config import TrialConfig
-from ssm.train import TrialResult
 
 XSS = "<script>alert(1)</script>"
 TRACEBACK = (
@@ -227,15 +227,7 @@ def test_trial_page_shows_the_fourier_table_and_a_summary_of_the_diagnostic_arra
         trial = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id)).first()
         attempt = store.claim(s, trial.id)
         config = TrialConfig.model_validate(trial.config)
-        result = TrialResult(
-            status="completed",
-            config_hash=config.hash(),
-            metric="accuracy",
-            best_epoch=0,
-            val_metric=0.9,
-            test_metric=0.9,
-            diagnostics=diagnostics,
-        )
+        result = completed(config, 0.9, best_epoch=0, diagnostics=diagnostics)
         store.finish(s, trial.id, attempt, result, "completed")
         trial_id = trial.id
     html = page(client, f"/trials/{trial_id}")
