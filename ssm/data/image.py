@@ -46,14 +46,7 @@ from ssm.data.base import (
     import_optional,
     require_files,
 )
-from ssm.data.cache import (
-    CacheWriter,
-    SplitArrays,
-    build_info,
-    items_builder,
-    load_or_build,
-    lra_task,
-)
+from ssm.data.cache import CacheWriter, SplitArrays, build_info, items_builder, load_or_build, lra_task
 
 LRA_RELEASE = "the LRA release (lra_release.gz from https://github.com/google-research/long-range-arena)"
 

@@ -37,14 +37,7 @@ from ssm.data.base import (
     count_lines,
     require_split_files,
 )
-from ssm.data.cache import (
-    CacheWriter,
-    SplitArrays,
-    build_info,
-    items_builder,
-    load_or_build,
-    lra_task,
-)
+from ssm.data.cache import CacheWriter, SplitArrays, build_info, items_builder, load_or_build, lra_task
 
 BYTE_VOCAB_SIZE = 257  # padding 0, then bytes 0..255 as 1..256
 
