@@ -45,7 +45,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from orchestrator.db import make_engine, session_factory, upgrade
+from orchestrator.db import make_engine, postgres_unreachable, session_factory, upgrade
 from orchestrator.leaderboard import (
     aggregates_from_results,
     leaderboard,
@@ -405,17 +405,6 @@ def measure(
         flush=True,
     )
     return {"results": [n_results], **timings}
-
-
-def postgres_unreachable(url: str) -> str | None:
-    try:
-        engine = create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        engine.dispose()
-    except Exception as err:  # any failure to connect means: no server here
-        return f"not reachable at {url}: {type(err).__name__}".splitlines()[0]
-    return None
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,6 +86,18 @@ def make_engine(url: str, pool: dict[str, int] | None = None) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **(pool or SERVICE_POOL))
+
+
+def postgres_unreachable(url: str) -> str | None:
+    """None when the PostgreSQL server at `url` answers within 3 s, else one line saying why not."""
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+    except Exception as err:  # any failure to connect means: no server here
+        return f"not reachable at {url}: {type(err).__name__}: {err}".splitlines()[0]
+    return None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -22,18 +22,22 @@ from .store import state_counts
 SWEEP_LIST_COLUMNS = (
     Sweep.id, Sweep.name, Sweep.state, Sweep.owner, Sweep.created_at, Sweep.finished_at, Sweep.error
 )  # fmt: skip
-TRIAL_LIST_COLUMNS = (
-    Trial.id,
-    Trial.sweep_id,
-    Trial.number,
-    Trial.state,
-    Trial.attempt,
+# What tells a trial's configuration apart within a sweep, as every trials list shows it.
+TRIAL_CONFIG_COLUMNS = (
     Trial.task,
     Trial.layer,
     Trial.init,
     Trial.reparam,
     Trial.train_eigenvalues,
     Trial.seed,
+)
+TRIAL_LIST_COLUMNS = (
+    Trial.id,
+    Trial.sweep_id,
+    Trial.number,
+    Trial.state,
+    Trial.attempt,
+    *TRIAL_CONFIG_COLUMNS,
     Trial.config_hash,
     Trial.reused_from,
     Trial.error,
@@ -350,12 +354,7 @@ def trials_page(
             Trial.number,
             Trial.state,
             Trial.attempt,
-            Trial.task,
-            Trial.layer,
-            Trial.init,
-            Trial.reparam,
-            Trial.train_eigenvalues,
-            Trial.seed,
+            *TRIAL_CONFIG_COLUMNS,
             Trial.error,
             Trial.reused_from,
             Trial.started_at,

@@ -126,20 +126,25 @@ def _reuse_completed(session: Session, trials: list[Trial]) -> None:
         record_result_aggregate(session, trial.id)
 
 
+def _claimed(worker: str | None) -> dict:
+    """The values of a trial that turns from pending to running: its next attempt starts now."""
+    now = utcnow()
+    return {
+        "state": TrialState.RUNNING,
+        "attempt": Trial.attempt + 1,
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker": worker,
+        "error": None,
+    }
+
+
 def claim(session: Session, trial_id: int, worker: str | None = None) -> int | None:
     """pending → running with attempt + 1; returns the new attempt, or None if someone else has it."""
-    now = utcnow()
     row = session.execute(
         update(Trial)
         .where(Trial.id == trial_id, Trial.state == TrialState.PENDING)
-        .values(
-            state=TrialState.RUNNING,
-            attempt=Trial.attempt + 1,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker,
-            error=None,
-        )
+        .values(**_claimed(worker))
         .returning(Trial.attempt)
     ).first()
     if row is None:
@@ -157,18 +162,10 @@ def claim_many(session: Session, trial_ids: list[int]) -> dict[int, int]:
     each trial that was still pending; the others are someone else's."""
     if not trial_ids:
         return {}
-    now = utcnow()
     rows = session.execute(
         update(Trial)
         .where(Trial.id.in_(trial_ids), Trial.state == TrialState.PENDING)
-        .values(
-            state=TrialState.RUNNING,
-            attempt=Trial.attempt + 1,
-            started_at=now,
-            heartbeat_at=now,
-            worker=None,
-            error=None,
-        )
+        .values(**_claimed(None))
         .returning(Trial.id, Trial.sweep_id, Trial.attempt)
         .execution_options(synchronize_session=False)
     ).all()

@@ -21,14 +21,10 @@ PG_BASE = os.environ.get("SSMBENCH_TEST_PG", "postgresql+psycopg://postgres@127.
 
 def unreachable_reason() -> str | None:
     """None when the server answers, else one line saying why not."""
-    try:
-        engine = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        engine.dispose()
-    except Exception as err:  # any failure to connect means: no server here
-        return f"PostgreSQL not reachable at {PG_BASE}: {type(err).__name__}: {err}".splitlines()[0]
-    return None
+    from orchestrator.db import postgres_unreachable
+
+    reason = postgres_unreachable(PG_BASE)
+    return reason and f"PostgreSQL {reason}"
 
 
 def require_postgres() -> None:

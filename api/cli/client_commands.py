@@ -139,8 +139,6 @@ def status_command(
 ) -> None:
     """One sweep's state and trial counts, or the list of sweeps.
 
-    Reads --db, else the service at --url / $SSMBENCH_API_URL, else the local database.
-
     Example: ssmbench status 3 --db sqlite:///ssmbench.db
     """
     from .tables import sweep_table, sweeps_table
@@ -190,8 +188,6 @@ def trials_command(
 ) -> None:
     """A sweep's trials: state, attempts, configuration, test metric, time, and the error of failed ones.
 
-    Reads --db, else the service at --url / $SSMBENCH_API_URL, else the local database.
-
     Example: ssmbench trials 3 --state failed
     """
     from .tables import trials_table
@@ -228,8 +224,6 @@ def leaderboard_command(
     json_output: JsonOption = False,
 ) -> None:
     """The leaderboard: the same table `ssmbench run` prints.
-
-    Reads --db, else the service at --url / $SSMBENCH_API_URL, else the local database.
 
     Example: ssmbench leaderboard --sweep 3 --task listops --db sqlite:///ssmbench.db
     """

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Annotated, Any, Literal, NoReturn, Protocol
 
 import typer
 import yaml
@@ -239,6 +239,21 @@ def trial_progress(name: str, planned: int) -> Iterator[Callable[[Mapping[str, i
 
         yield show
 
+
+# Options that mean the same in every command that takes them.
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default $SSMBENCH_DATABASE_URL, else a SQLite file in the user data dir)."
+    ),
+]
+TaskDataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the tasks' files are (default $SSMBENCH_DATA_DIR, else the per-user data dir).",
+    ),
+]
 
 # Allowed values of the choice options, spelled out so that `--help` does not import torch (the
 # sources are ssm.config's LayerName, InitName, ReparamName; tests/api/test_cli_local.py checks them).

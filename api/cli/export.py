@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console, fail
+from .common import DatabaseOption, console, fail
 from .report import _sqlite_file_exists
 
 
@@ -24,13 +24,7 @@ def export_command(
         ),
     ] = "results",
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="Database URL to read (default $SSMBENCH_DATABASE_URL or the SQLite file in the user data dir).",
-        ),
-    ] = None,
+    db: DatabaseOption = None,
 ) -> None:
     """Write the completed trials of one or more sweeps as one flat table, with the configuration as
     dotted columns (model.init, optim.lr, task.name, …), ready for pandas.

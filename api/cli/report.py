@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console, err_console, fail
+from .common import DatabaseOption, console, err_console, fail
 
 
 def report_command(
@@ -17,13 +17,7 @@ def report_command(
     out: Annotated[
         Path, typer.Option("--out", help="Directory to write index.html, figures/ and summary.json to.")
     ],
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="Database URL to read (default $SSMBENCH_DATABASE_URL or the SQLite file in the user data dir).",
-        ),
-    ] = None,
+    db: DatabaseOption = None,
 ) -> None:
     """Write the report of one or more sweeps: DIR/index.html (spec, leaderboard with the published
     baselines, figures), DIR/figures/NAME.png and .svg, DIR/summary.json (mean ± std per

@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from .common import console, err_console, fail, library_log_level, note, print_json, trial_progress
+from .common import (
+    DatabaseOption,
+    TaskDataOption,
+    console,
+    err_console,
+    fail,
+    library_log_level,
+    note,
+    print_json,
+    trial_progress,
+)
 from .planning import (
     DryRunOption,
     SetOption,
@@ -33,20 +43,8 @@ def _database_url(db: str | None) -> str:
 def run_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
     set_: SetOption = None,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="Database URL (default $SSMBENCH_DATABASE_URL or a SQLite file in the user data dir).",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Where the tasks' files are (default $SSMBENCH_DATA_DIR, else the per-user data dir).",
-        ),
-    ] = None,
+    db: DatabaseOption = None,
+    data_dir: TaskDataOption = None,
     dry_run: DryRunOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the leaderboard as JSON.")] = False,
     mlflow_uri: Annotated[
@@ -214,9 +212,7 @@ def show_leaderboard(sessions, sweep_id: int, json_output: bool) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
-    ] = None,
+    db: DatabaseOption = None,
 ) -> None:
     """Create or migrate the database to the current schema.
 

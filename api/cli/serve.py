@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import err_console, fail
+from .common import DatabaseOption, err_console, fail
 
 if TYPE_CHECKING:
     from orchestrator.worker import Trainer
@@ -30,9 +30,7 @@ def serve_command(
             help="Serve the API only (a replica); another replica or `ssmbench run` schedules.",
         ),
     ] = False,
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
-    ] = None,
+    db: DatabaseOption = None,
     num_cpus: Annotated[
         int | None,
         typer.Option(
@@ -53,12 +51,7 @@ def serve_command(
     Example: ssmbench db upgrade --db postgresql://u@db/ssm && ssmbench serve --db postgresql://u@db/ssm
     """
     import uvicorn
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from orchestrator.db import DatabaseNotMigrated
-    from orchestrator.settings import masked_url
-
-    from ..app import create_app
     from ..server import uvicorn_limits
 
     overrides: dict[str, Any] = {}
@@ -69,18 +62,7 @@ def serve_command(
     if num_cpus is not None:
         overrides["ray_num_cpus"] = num_cpus
     settings = service_settings(overrides)
-    train_fn = fake_trainer() if settings.scheduler else None
-    try:
-        app = create_app(settings, train_fn=train_fn)
-    except DatabaseNotMigrated as err:
-        fail(str(err), code=1)
-    except ArgumentError as err:
-        fail(f"database URL {masked_url(settings.database_url)!r}: {err}")
-    except SQLAlchemyError as err:
-        fail(
-            f"cannot reach the database {masked_url(settings.database_url)}: {str(err).splitlines()[0]}",
-            code=1,
-        )
+    app = service_app(settings, train_fn=fake_trainer() if settings.scheduler else None)
     access_log = log_level == "debug"
     uvicorn.run(
         app, host=host, port=port, log_level=log_level, access_log=access_log, **uvicorn_limits(settings)
@@ -103,6 +85,29 @@ def fake_trainer() -> Trainer | None:
     cloudpickle.register_pickle_by_value(module)  # Ray workers need not import it
     err_console.print(f"[yellow]test mode:[/] trials run the fake trainer {target}", highlight=False)
     return function
+
+
+def service_app(settings, train_fn: Trainer | None = None, *, not_migrated_code: int = 1):
+    """`create_app(settings, train_fn=...)`; an unmigrated database (exit `not_migrated_code`), a bad
+    URL (exit 2) or a database that does not answer (exit 1) is one line. Shared by `serve` and `ui`."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from orchestrator.db import DatabaseNotMigrated
+    from orchestrator.settings import masked_url
+
+    from ..app import create_app
+
+    try:
+        return create_app(settings, train_fn=train_fn)
+    except DatabaseNotMigrated as err:
+        fail(str(err), code=not_migrated_code)
+    except ArgumentError as err:
+        fail(f"database URL {masked_url(settings.database_url)!r}: {err}")
+    except SQLAlchemyError as err:
+        fail(
+            f"cannot reach the database {masked_url(settings.database_url)}: {str(err).splitlines()[0]}",
+            code=1,
+        )
 
 
 def service_settings(overrides: dict[str, Any]):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console, fail, print_json
+from .common import DatabaseOption, console, fail, print_json
 
 study_app = typer.Typer(
     help="Built-in studies: each paper's claims reproduced, measured and drawn.", no_args_is_help=True
@@ -95,13 +95,7 @@ def show_command(
 def run_command(
     name: Annotated[str, typer.Argument(help="Study name (ssmbench study list).")],
     scale: Annotated[str, typer.Option("--scale", help=SCALE_HELP)] = "quick",
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="Database URL (default $SSMBENCH_DATABASE_URL or a SQLite file in the user data dir).",
-        ),
-    ] = None,
+    db: DatabaseOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Report directory (default ./study-NAME-SCALE).")
     ] = None,

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import console, fail, print_json
+from .common import DatabaseOption, console, fail, print_json
 
 token_app = typer.Typer(help="API tokens for the service's writes (submit, cancel).", no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")]
 EXPIRY_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 
 
@@ -67,7 +66,7 @@ def token_create(
     name: Annotated[
         str, typer.Option("--name", help="Who the token is for; sweeps it submits are owned by this name.")
     ],
-    db: DbOption = None,
+    db: DatabaseOption = None,
     admin: Annotated[
         bool,
         typer.Option(
@@ -106,7 +105,7 @@ def token_create(
 
 @token_app.command("list")
 def token_list(
-    db: DbOption = None,
+    db: DatabaseOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the tokens as a JSON list.")] = False,
 ) -> None:
     """Every token's owner, role, state and dates (never the tokens themselves).
@@ -131,7 +130,7 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The owner whose token to revoke.")],
-    db: DbOption = None,
+    db: DatabaseOption = None,
 ) -> None:
     """Revoke NAME's token at once (its next request is a 401); `token create --name NAME` issues a new one.
 

@@ -9,7 +9,16 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from .common import console, fail, load_yaml_mapping, merge, parse_overrides, print_json, progress_bar
+from .common import (
+    TaskDataOption,
+    console,
+    fail,
+    load_yaml_mapping,
+    merge,
+    parse_overrides,
+    print_json,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     from ssm.config import TrialConfig
@@ -30,9 +39,7 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the checkpoint in --checkpoint-dir.")
     ] = False,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data directory (default $SSMBENCH_DATA_DIR).")
-    ] = None,
+    data_dir: TaskDataOption = None,
 ) -> None:
     """Train one trial and print its result table (or its TrialResult with --json); no database.
 

@@ -6,13 +6,11 @@ from typing import Annotated
 
 import typer
 
-from .common import console, fail
+from .common import DatabaseOption, console
 
 
 def ui_command(
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL (default $SSMBENCH_DATABASE_URL).")
-    ] = None,
+    db: DatabaseOption = None,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     open_browser: Annotated[
@@ -28,30 +26,17 @@ def ui_command(
     import webbrowser
 
     import uvicorn
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from orchestrator.db import DatabaseNotMigrated
     from orchestrator.settings import masked_url
 
-    from ..app import create_app
     from ..server import uvicorn_limits
-    from .serve import service_settings
+    from .serve import service_app, service_settings
 
     overrides: dict = {"scheduler": False}
     if db is not None:
         overrides["database_url"] = db
     settings = service_settings(overrides)
-    try:
-        app = create_app(settings)
-    except DatabaseNotMigrated as err:
-        fail(str(err))
-    except ArgumentError as err:
-        fail(f"database URL {masked_url(settings.database_url)!r}: {err}")
-    except SQLAlchemyError as err:
-        fail(
-            f"cannot reach the database {masked_url(settings.database_url)}: {str(err).splitlines()[0]}",
-            code=1,
-        )
+    app = service_app(settings, not_migrated_code=2)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     console.print(f"ssmbench pages over {masked_url(settings.database_url)} at {url} (Ctrl-C stops)")
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_limits(settings))

@@ -21,6 +21,11 @@ from .results import StudyResults
 SCALES: tuple[str, ...] = ("quick", "full", "smoke")
 
 
+def wall_times(quick: str, full: str) -> dict[str, str]:
+    """A study's `time_per_scale`: `quick` and `full` its own; every smoke run takes under a minute."""
+    return {"smoke": "< 1 min", "quick": quick, "full": full}
+
+
 @dataclass
 class StudyFigure:
     """One figure of a study: its file stem under figures/, title, caption and matplotlib Figure."""
@@ -74,4 +79,4 @@ class Study:
         raise KeyError(claim_id)
 
 
-__all__ = ["SCALES", "Study", "StudyFigure"]
+__all__ = ["SCALES", "Study", "StudyFigure", "wall_times"]

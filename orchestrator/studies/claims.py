@@ -63,97 +63,71 @@ class Rule:
         return self.decide(interval)
 
 
-def at_least(margin: float, what: str) -> Rule:
-    """Holds when the interval's low end ≥ −margin, fails when its high end < −margin."""
+def interval_rule(
+    text: str, holds: Callable[[float, float], bool], fails: Callable[[float, float], bool]
+) -> Rule:
+    """A rule on the interval's ends (low, high): "holds" when `holds(low, high)`, else "fails" when
+    `fails(low, high)`, else (or with no interval) "inconclusive"."""
 
     def decide(iv: Interval) -> Verdict:
         if iv.low is None or iv.high is None:
             return "inconclusive"
-        if iv.low >= -margin:
+        if holds(iv.low, iv.high):
             return "holds"
-        if iv.high < -margin:
+        if fails(iv.low, iv.high):
             return "fails"
         return "inconclusive"
 
-    return Rule(
+    return Rule(text, decide)
+
+
+def at_least(margin: float, what: str) -> Rule:
+    """Holds when the interval's low end ≥ −margin, fails when its high end < −margin."""
+    return interval_rule(
         f"holds if the 95% interval of {what} lies at or above −{margin:g}; fails if it lies "
         f"below −{margin:g}; inconclusive otherwise",
-        decide,
+        holds=lambda low, high: low >= -margin,
+        fails=lambda low, high: high < -margin,
     )
 
 
 def positive(what: str) -> Rule:
     """Holds when the interval is all above 0, fails when it is all below 0."""
-
-    def decide(iv: Interval) -> Verdict:
-        if iv.low is None or iv.high is None:
-            return "inconclusive"
-        if iv.low > 0:
-            return "holds"
-        if iv.high < 0:
-            return "fails"
-        return "inconclusive"
-
-    return Rule(
+    return interval_rule(
         f"holds if the 95% interval of {what} lies above 0; fails if it lies below 0; inconclusive otherwise",
-        decide,
+        holds=lambda low, high: low > 0,
+        fails=lambda low, high: high < 0,
     )
 
 
 def negative(what: str) -> Rule:
     """Holds when the interval is all below 0, fails when it is all above 0."""
-
-    def decide(iv: Interval) -> Verdict:
-        if iv.low is None or iv.high is None:
-            return "inconclusive"
-        if iv.high < 0:
-            return "holds"
-        if iv.low > 0:
-            return "fails"
-        return "inconclusive"
-
-    return Rule(
+    return interval_rule(
         f"holds if the 95% interval of {what} lies below 0; fails if it lies above 0; inconclusive otherwise",
-        decide,
+        holds=lambda low, high: high < 0,
+        fails=lambda low, high: low > 0,
     )
 
 
 def below(limit: float, what: str) -> Rule:
     """Holds when the interval is all below `limit`, fails when it is all above it."""
-
-    def decide(iv: Interval) -> Verdict:
-        if iv.low is None or iv.high is None:
-            return "inconclusive"
-        if iv.high < limit:
-            return "holds"
-        if iv.low > limit:
-            return "fails"
-        return "inconclusive"
-
-    return Rule(
+    return interval_rule(
         f"holds if the 95% interval of {what} lies below {limit:g}; fails if it lies above "
         f"{limit:g}; inconclusive otherwise",
-        decide,
+        holds=lambda low, high: high < limit,
+        fails=lambda low, high: low > limit,
     )
 
 
 def outside(low: float, high: float, what: str) -> Rule:
     """Holds when the interval excludes [low, high] entirely, fails when it lies inside it: "changes"
     means by more than the band, "no change" means within it."""
-
-    def decide(iv: Interval) -> Verdict:
-        if iv.low is None or iv.high is None:
-            return "inconclusive"
-        if iv.low > high or iv.high < low:
-            return "holds"
-        if iv.low >= low and iv.high <= high:
-            return "fails"
-        return "inconclusive"
-
-    return Rule(
+    band_low, band_high = low, high
+    return interval_rule(
         f"holds if the 95% interval of {what} lies outside [{low:g}, {high:g}]; fails if it lies "
         f"inside it; inconclusive otherwise",
-        decide,
+        holds=lambda low, high: low > band_high or high < band_low,
+        fails=lambda low, high: low >= band_low and high <= band_high,
     )
 
 

@@ -26,6 +26,11 @@ def curves(label: str, runs: Sequence[Sequence[tuple[float, float]]], color_inde
     return drawing_module().SeedCurves.from_runs(label, [list(r) for r in runs if r], color_index)
 
 
+def epoch_curves(label: str, trials: Sequence[TrialOutcome], key: str, color_index: int | None = None):
+    """`curves` of the epoch metric `key` over the epochs counted from 1, one run per trial."""
+    return curves(label, [[(e["epoch"] + 1, e.get(key)) for e in t.epochs] for t in trials], color_index)
+
+
 def curves_figure(
     series: Sequence[Any],
     *,
@@ -68,15 +73,20 @@ def layers_complex(per_layer: list[dict[str, Any]] | None, key: str) -> np.ndarr
     return np.concatenate([complex_pairs(layer[key]).ravel() for layer in per_layer])
 
 
+def memory_function(layer: dict[str, Any]) -> np.ndarray:
+    """A layer's stored MF(τ) per channel as floats; an unstable channel's None values as NaN."""
+    return np.asarray(
+        [[np.nan if v is None else v for v in row] for row in layer["memory_function"]], dtype=float
+    )
+
+
 def mean_memory_function(per_layer: list[dict[str, Any]] | None) -> np.ndarray | None:
     """MF(τ) averaged over channels (unstable ones left out) and layers."""
     if not per_layer:
         return None
     rows = []
     for layer in per_layer:
-        mf = np.asarray(
-            [[np.nan if v is None else v for v in row] for row in layer["memory_function"]], dtype=float
-        )
+        mf = memory_function(layer)
         rows.append(np.nanmean(mf.reshape(-1, mf.shape[-1]), axis=0))
     return np.nanmean(np.asarray(rows), axis=0)
 

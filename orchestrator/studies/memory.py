@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Study, StudyFigure
+from .base import Study, StudyFigure, wall_times
 from .claims import (
     ClaimDefinition,
     at_least,
@@ -36,7 +36,15 @@ from .claims import (
     t_interval,
     threshold,
 )
-from .figures import curves, curves_figure, drawing_module, layers_complex, mean_memory_function, seed_values
+from .figures import (
+    curves_figure,
+    drawing_module,
+    epoch_curves,
+    layers_complex,
+    mean_memory_function,
+    memory_function,
+    seed_values,
+)
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER = "Guan, Kubota, Kuniyoshi, Nakajima — Memory determines learning direction (SSM memory theory)"
@@ -142,9 +150,7 @@ def truncated_capacity(per_layer: list[dict[str, Any]] | None) -> float | None:
         return None
     sums = []
     for layer in per_layer:
-        mf = np.asarray(
-            [[np.nan if v is None else v for v in row] for row in layer["memory_function"]], dtype=float
-        )
+        mf = memory_function(layer)
         channel = mf.sum(axis=-1) if mf.ndim > 1 else np.asarray([mf.sum()])
         channel = channel[np.isfinite(channel)]
         if channel.size:
@@ -172,11 +178,7 @@ class MemoryStudy(Study):
     paper = PAPER
     summary = "init × {trained, frozen} × initial memory length on a memory-bound task"
     claims = CLAIMS
-    time_per_scale: ClassVar[dict[str, str]] = {
-        "smoke": "< 1 min",
-        "quick": "5.0 min†",
-        "full": "~days on 1 GPU",
-    }
+    time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="5.0 min†", full="~days on 1 GPU")
 
     def judge(self, results: StudyResults, scale: str) -> list[dict[str, Any]]:
         trained = results.where(LONG, model__train_eigenvalues=True)
@@ -237,20 +239,17 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         for trained in (True, False)
     ]
 
+    def per_config(value) -> list:
+        """Each configuration's `value` per seed, for a seed-points figure."""
+        return [seed_values(label, arm(part, init, trained), value) for label, part, init, trained in configs]
+
     yield StudyFigure(
         "memory-validation",
         "Validation accuracy per epoch: trained vs frozen eigenvalues",
         "Mean over seeds (line) and min–max (band) of the validation accuracy after each epoch.",
         curves_figure(
             [
-                curves(
-                    label,
-                    [
-                        [(e["epoch"] + 1, e.get("val_metric")) for e in t.epochs]
-                        for t in arm(part, init, trained)
-                    ],
-                    i,
-                )
+                epoch_curves(label, arm(part, init, trained), "val_metric", i)
                 for i, (label, part, init, trained) in enumerate(configs)
             ],
             title="Validation accuracy per epoch (delay task)",
@@ -264,10 +263,7 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Test accuracy by initial memory length",
         "Each seed's test accuracy (dots), mean ± 1 std (bar); long memory: dt ∈ [1e-3, 1e-1], short: dt ∈ [0.1, 1].",
         drawing.seed_points_figure(
-            [
-                seed_values(label, arm(part, init, trained), lambda t: t.test_metric)
-                for label, part, init, trained in configs
-            ],
+            per_config(lambda t: t.test_metric),
             title="Test accuracy by initial memory length, trained vs frozen",
             xlabel="test accuracy (%)",
             scale=100.0,
@@ -278,10 +274,7 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Epochs to reach 95% of the best validation accuracy",
         "Per seed (dots), mean ± 1 std (bar).",
         drawing.seed_points_figure(
-            [
-                seed_values(label, arm(part, init, trained), epochs_to_converge)
-                for label, part, init, trained in configs
-            ],
+            per_config(epochs_to_converge),
             title="Epochs to reach 95% of the best validation accuracy",
             xlabel="epochs (counted from 1)",
         ),
@@ -291,10 +284,7 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
         "Train–validation loss gap at the best epoch",
         "Validation loss − training loss at the best epoch (nats); per seed (dots), mean ± 1 std (bar).",
         drawing.seed_points_figure(
-            [
-                seed_values(label, arm(part, init, trained), overfitting_gap)
-                for label, part, init, trained in configs
-            ],
+            per_config(overfitting_gap),
             title="Train–validation loss gap at the best epoch",
             xlabel="validation loss − training loss (cross-entropy, nats)",
         ),
@@ -309,11 +299,7 @@ def memory_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             f"mean |q − q₀| / mean |q₀| for q = {quantity}, over channels and layers; mean over seeds, min–max band.",
             curves_figure(
                 [
-                    curves(
-                        label,
-                        [[(e["epoch"] + 1, e.get(key)) for e in t.epochs] for t in arm(part, init, trained)],
-                        i,
-                    )
+                    epoch_curves(label, arm(part, init, trained), key, i)
                     for i, (label, part, init, trained) in enumerate(trained_long)
                 ],
                 title=f"Relative drift of {quantity} since initialization",

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Study, StudyFigure
+from .base import Study, StudyFigure, wall_times
 from .claims import ClaimDefinition, direct, judged, positive, t_interval, threshold
 from .figures import complex_pairs, curves, curves_figure, drawing_module
 from .results import StudyResults, TrialOutcome, paired_differences
@@ -246,11 +246,7 @@ class PtdStudy(Study):
     paper = f"{PAPER_S4D}; {PAPER_PTD}"
     summary = "transfer-function error vs ω, N and ε; κ(V) vs ε; accuracy under Fourier-mode noise"
     claims = CLAIMS
-    time_per_scale: ClassVar[dict[str, str]] = {
-        "smoke": "< 1 min",
-        "quick": "18.1 min†",
-        "full": "~days on 1 GPU",
-    }
+    time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="18.1 min†", full="~days on 1 GPU")
 
     def __init__(self):
         self._direct: dict[str, dict[str, Any]] = {}

@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Study, StudyFigure
+from .base import Study, StudyFigure, wall_times
 from .claims import ClaimDefinition, below, judged, negative, positive, t_interval
-from .figures import by_seed, curves, curves_figure
+from .figures import by_seed, curves, curves_figure, epoch_curves
 from .results import StudyResults, TrialOutcome, paired_differences
 
 PAPER = "Wang & Li — Stable reparameterization alleviates the curse of memory in state-space models"
@@ -188,11 +188,7 @@ class ReparamStudy(Study):
     paper = PAPER
     summary = "{none, exp, softplus, best} × ssm_lr × target decay × state size, with E(β)"
     claims = CLAIMS
-    time_per_scale: ClassVar[dict[str, str]] = {
-        "smoke": "< 1 min",
-        "quick": "10.4 min†",
-        "full": "~1 day on 1 GPU",
-    }
+    time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="10.4 min†", full="~1 day on 1 GPU")
 
     def __init__(self):
         self._perturbation: dict[int, dict[str, Any]] = {}
@@ -273,17 +269,15 @@ def reparam_figures(study, results: StudyResults) -> Iterator[StudyFigure]:
             f"Mean over steps of |∂L/∂w| / |w| per epoch; ssm_lr = {middle_rate}, largest state size; mean over seeds, min–max band.",
             curves_figure(
                 [
-                    curves(
+                    epoch_curves(
                         r,
-                        [
-                            [(e["epoch"] + 1, e.get("grad_over_weight_mean")) for e in t.epochs]
-                            for t in results.where(
-                                task__name=task,
-                                model__reparam=r,
-                                optim__ssm_lr=middle_rate,
-                                model__d_state=sizes[-1],
-                            )
-                        ],
+                        results.where(
+                            task__name=task,
+                            model__reparam=r,
+                            optim__ssm_lr=middle_rate,
+                            model__d_state=sizes[-1],
+                        ),
+                        "grad_over_weight_mean",
                         i,
                     )
                     for i, r in enumerate(REPARAMS)

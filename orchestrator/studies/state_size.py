@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Study, StudyFigure
+from .base import Study, StudyFigure, wall_times
 from .claims import ClaimDefinition, direct, judged, outside, t_interval, threshold
 from .figures import by_seed, curves, curves_figure, drawing_module
 from .results import StudyResults, TrialOutcome, paired_differences
@@ -116,11 +116,7 @@ class StateSizeStudy(Study):
     paper = PAPER
     summary = "linear SSM, N ∈ {2 … 64}, SGD, white vs coloured input: loss vs step, steps-to-threshold vs N"
     claims = CLAIMS
-    time_per_scale: ClassVar[dict[str, str]] = {
-        "smoke": "< 1 min",
-        "quick": "6.5 min†",
-        "full": "~hours on 1 GPU",
-    }
+    time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="6.5 min†", full="~hours on 1 GPU")
 
     def judge(self, results: StudyResults, scale: str) -> list[dict[str, Any]]:
         out = []

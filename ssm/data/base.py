@@ -222,6 +222,13 @@ def require_files(paths: Iterable[Path], provider: str, what: str) -> None:
             raise DataNotFoundError(path, provider, what=what)
 
 
+def require_split_files(root: Path, names: Mapping[str, str], provider: str, what: str) -> dict[str, Path]:
+    """{split: root / names[split]}; DataNotFoundError for the first that is not a file."""
+    paths = {split: root / names[split] for split in SPLITS}
+    require_files(paths.values(), provider, what)
+    return paths
+
+
 def check_fraction(name: str, value: object) -> float:
     """`value` as a float in [0, 1); ValueError naming the option otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:

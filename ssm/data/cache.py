@@ -310,6 +310,27 @@ def fill_splits(
     return counts
 
 
+def items_builder(
+    skip_bad: bool,
+    capacity: Callable[[], Mapping[str, int]],
+    x_shape: tuple[int, ...],
+    x_dtype: type,
+    examples: Callable[[str, BadItems], Iterable[tuple[np.ndarray, Any, Any]]],
+    *earlier_bad: BadItems,
+) -> Callable[[CacheWriter], dict[str, Any]]:
+    """The `build` (for `load_or_build`) of a loader that reads its items one by one:
+    `examples(split, bad)` yields each split's (x, y, length) and reports corrupt items to `bad`;
+    `capacity()` bounds each split (called only when building: it may read the files); `earlier_bad`
+    holds items found corrupt before building (while listing), counted first."""
+
+    def build(writer: CacheWriter) -> dict[str, Any]:
+        bad = BadItems(skip_bad)
+        counts = fill_splits(writer, capacity(), x_shape, x_dtype, lambda split: examples(split, bad))
+        return build_info(counts, *earlier_bad, bad)
+
+    return build
+
+
 def build_info(counts: dict[str, int], *bad: BadItems) -> dict[str, Any]:
     """The info dict a loader's `build` returns: examples per split and the corrupt items skipped."""
     return {

@@ -46,7 +46,7 @@ from ssm.data.base import (
     import_optional,
     require_files,
 )
-from ssm.data.cache import CacheWriter, SplitArrays, build_info, fill_splits, load_or_build, lra_task
+from ssm.data.cache import CacheWriter, SplitArrays, build_info, items_builder, load_or_build, lra_task
 
 LRA_RELEASE = "the LRA release (lra_release.gz from https://github.com/google-research/long-range-arena)"
 
@@ -333,21 +333,20 @@ def _pathfinder_loader(name: str, side: int, dataset: str) -> Callable[..., Task
         ranges = {"train": (0, first_val), "val": (first_val, first_test), "test": (first_test, len(items))}
         steps = min(common.max_len, side * side)
 
-        def build(writer: CacheWriter) -> dict:
-            bad = BadItems(common.skip_bad)
+        def examples(split: str, bad: BadItems) -> Iterator[tuple[np.ndarray, int, int]]:
+            start, stop = ranges[split]
+            for path, label in items[start:stop]:
+                pixels = read_png(path, side, bad)
+                if pixels is not None:
+                    # (v/255 − 0.5)/0.5, one channel
+                    yield (pixels.reshape(-1)[:steps] / 127.5 - 1.0)[:, None], label, steps
 
-            def examples(split: str) -> Iterator[tuple[np.ndarray, int, int]]:
-                start, stop = ranges[split]
-                for path, label in items[start:stop]:
-                    pixels = read_png(path, side, bad)
-                    if pixels is not None:
-                        # (v/255 − 0.5)/0.5, one channel
-                        yield (pixels.reshape(-1)[:steps] / 127.5 - 1.0)[:, None], label, steps
+        def capacity() -> dict[str, int]:
+            return {split: stop - start for split, (start, stop) in ranges.items()}
 
-            capacity = {split: stop - start for split, (start, stop) in ranges.items()}
-            counts = fill_splits(writer, capacity, (common.max_len, 1), np.float32, examples)
-            return build_info(counts, metadata_bad, bad)
-
+        build = items_builder(
+            common.skip_bad, capacity, (common.max_len, 1), np.float32, examples, metadata_bad
+        )
         options = {"max_len": common.max_len, "skip_bad": common.skip_bad, "level": resolve_level(level)[0]}
         sources = [*sorted((level_dir / "metadata").glob("*.npy")), *(path for path, _ in items)]
         entry = load_or_build(data_dir, name, options, sources, source_root, build)

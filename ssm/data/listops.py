@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssm.data.base import SPLITS, BadItems, Task, check_file_task_options, count_lines, require_files
-from ssm.data.cache import CacheWriter, build_info, fill_splits, load_or_build, lra_task
+from ssm.data.base import BadItems, Task, check_file_task_options, count_lines, require_split_files
+from ssm.data.cache import items_builder, load_or_build, lra_task
 
 LISTOPS_DIR = "listops-1000"
 SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
@@ -83,10 +83,9 @@ def read_listops_tsv(path: Path, bad: BadItems) -> Iterator[tuple[list[int], int
 
 def require_listops_files(data_dir: Path) -> dict[str, Path]:
     """The split files under `<data_dir>/listops-1000/`; DataNotFoundError for the first missing."""
-    root = data_dir / LISTOPS_DIR
-    paths = {split: root / SPLIT_FILES[split] for split in SPLITS}
-    require_files(paths.values(), PROVIDER.format(data_dir=data_dir), what="ListOps split")
-    return paths
+    return require_split_files(
+        data_dir / LISTOPS_DIR, SPLIT_FILES, PROVIDER.format(data_dir=data_dir), what="ListOps split"
+    )
 
 
 def load_listops(
@@ -103,18 +102,15 @@ def load_listops(
     common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     paths = require_listops_files(data_dir)
 
-    def build(writer: CacheWriter) -> dict:
-        bad = BadItems(common.skip_bad)
+    def examples(split: str, bad: BadItems) -> Iterator[tuple[list[int], int, int]]:
+        for ids, target in read_listops_tsv(paths[split], bad):
+            ids = ids[: common.max_len]
+            yield ids, target, len(ids)
 
-        def examples(split: str) -> Iterator[tuple[list[int], int, int]]:
-            for ids, target in read_listops_tsv(paths[split], bad):
-                ids = ids[: common.max_len]
-                yield ids, target, len(ids)
+    def capacity() -> dict[str, int]:
+        return {split: count_lines(path) for split, path in paths.items()}
 
-        capacity = {split: count_lines(path) for split, path in paths.items()}
-        counts = fill_splits(writer, capacity, (common.max_len,), np.int64, examples)
-        return build_info(counts, bad)
-
+    build = items_builder(common.skip_bad, capacity, (common.max_len,), np.int64, examples)
     options = {"max_len": common.max_len, "skip_bad": common.skip_bad}
     entry = load_or_build(data_dir, "listops", options, paths.values(), LISTOPS_DIR, build)
     return lra_task(

@@ -27,6 +27,7 @@ sequences generated; `seq_len` (or its alias `max_len`) is their length.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,40 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def _sizes_and_seed(n_train: Any, n_val: Any, n_test: Any, seed: Any) -> tuple[dict[str, int], int]:
+    """The split sizes (each required) and the seed, checked; ValueError naming the first bad one."""
+    return check_sizes(n_train, n_val, n_test, allow_none=False), check_int("seed", seed, minimum=0)
+
+
 def _streams(task: str, seed: int) -> dict[str, np.random.Generator]:
     """One independent random stream per split of `task`."""
     task_id = zlib.crc32(task.encode())
     return {split: split_rng(seed, task_id, i) for i, split in enumerate(SPLITS)}
+
+
+def _generated_task(
+    name: str,
+    draw: Callable[[np.random.Generator, int], SequenceDataset],
+    *,
+    sizes: dict[str, int],
+    seed: int,
+    options: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    **facts: Any,
+) -> Task:
+    """Task `name` whose splits are `draw(rng, n)` from each split's own stream; `facts` are the other
+    `Task` fields. The metadata records the generator and its options with the sizes and the seed."""
+    splits = {split: draw(rng, sizes[split]) for split, rng in _streams(name, seed).items()}
+    return Task(
+        name=name,
+        **splits,
+        **facts,
+        metadata={
+            "generator": name,
+            "options": {**options, **_size_options(sizes), "seed": seed},
+            **(metadata or {}),
+        },
+    )
 
 
 def causal_convolution(u: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -95,19 +126,19 @@ def make_delay(
     vocab = check_int("vocab", vocab, minimum=2)
     if delay >= length:
         raise ValueError(f"option 'delay' must be < seq_len={length}, got {delay}")
-    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
-    seed = check_int("seed", seed, minimum=0)
-    splits = {}
-    for split, rng in _streams("delay", seed).items():
-        x = rng.integers(1, vocab + 1, size=(sizes[split], length))
+    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
+
+    def draw(rng: np.random.Generator, n: int) -> SequenceDataset:
+        x = rng.integers(1, vocab + 1, size=(n, length))
         y = x[:, length - 1 - delay] - 1
-        splits[split] = SequenceDataset(
-            torch.from_numpy(x), torch.from_numpy(y), torch.full((sizes[split],), length)
-        )
-    options = {"seq_len": length, "delay": delay, "vocab": vocab, **_size_options(sizes), "seed": seed}
-    return Task(
-        name="delay",
-        **splits,
+        return SequenceDataset(torch.from_numpy(x), torch.from_numpy(y), torch.full((n,), length))
+
+    return _generated_task(
+        "delay",
+        draw,
+        sizes=sizes,
+        seed=seed,
+        options={"seq_len": length, "delay": delay, "vocab": vocab},
         kind="classification",
         n_classes=vocab,
         d_input=vocab + 1,
@@ -115,7 +146,6 @@ def make_delay(
         input_type="tokens",
         output="pooled",
         pooling="last",
-        metadata={"generator": "delay", "options": options},
     )
 
 
@@ -140,22 +170,27 @@ def _regression_task(
     """A per-step regression task: u ~ N(0, 1) (n, L, 1), white or with power spectrum ∝ f^(−input_alpha),
     y = readout(kernel * u) (n, L, 1)."""
     length = len(kernel)
-    splits = {}
-    for split, rng in _streams(name, seed).items():
-        u = rng.standard_normal((sizes[split], length))
+
+    def draw(rng: np.random.Generator, n: int) -> SequenceDataset:
+        u = rng.standard_normal((n, length))
         if input_alpha:
             u = power_law_noise(u, input_alpha)
         y = causal_convolution(u, kernel)
         if nonlinear:
             y = np.tanh(y)
-        splits[split] = SequenceDataset(
+        return SequenceDataset(
             torch.from_numpy(u.astype(np.float32)[:, :, None]),
             torch.from_numpy(y.astype(np.float32)[:, :, None]),
-            torch.full((sizes[split],), length),
+            torch.full((n,), length),
         )
-    return Task(
-        name=name,
-        **splits,
+
+    return _generated_task(
+        name,
+        draw,
+        sizes=sizes,
+        seed=seed,
+        options=options,
+        metadata=metadata,
         kind="regression",
         n_classes=1,
         d_input=1,
@@ -163,11 +198,6 @@ def _regression_task(
         input_type="continuous",
         output="sequence",
         pooling="mean",
-        metadata={
-            "generator": name,
-            "options": {**options, **_size_options(sizes), "seed": seed},
-            **(metadata or {}),
-        },
     )
 
 
@@ -196,8 +226,7 @@ def _memory_task(
     length = _resolve_length(seq_len, max_len, 128)
     scale = _positive(scale_name, scale)
     nonlinear = check_bool("nonlinear", nonlinear)
-    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
-    seed = check_int("seed", seed, minimum=0)
+    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
     return _regression_task(
         f"memory-{kind}",
         memory_kernel(kind, length, scale),
@@ -284,8 +313,7 @@ def make_linear_filter(
     filter_seed = check_int("filter_seed", filter_seed, minimum=0)
     if isinstance(input_alpha, bool) or not isinstance(input_alpha, int | float) or not input_alpha >= 0:
         raise ValueError(f"option 'input_alpha' must be a number ≥ 0, got {input_alpha!r}")
-    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
-    seed = check_int("seed", seed, minimum=0)
+    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
     kernel = linear_filter_kernel(length, order, filter_seed)
     return _regression_task(
         "linear-filter",
@@ -320,12 +348,10 @@ def make_adding(
     length = _resolve_length(seq_len, max_len, 100)
     if length < 2:
         raise ValueError(f"option 'seq_len' must be ≥ 2 for the adding problem, got {length}")
-    sizes = check_sizes(n_train, n_val, n_test, allow_none=False)
-    seed = check_int("seed", seed, minimum=0)
+    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
     half = length // 2
-    splits = {}
-    for split, rng in _streams("adding", seed).items():
-        n = sizes[split]
+
+    def draw(rng: np.random.Generator, n: int) -> SequenceDataset:
         values = rng.random((n, length))
         first = rng.integers(0, half, size=n)
         second = rng.integers(half, length, size=n)
@@ -334,10 +360,14 @@ def make_adding(
         markers[np.arange(n), second] = 1.0
         x = np.stack([values, markers], axis=-1).astype(np.float32)
         y = (values[np.arange(n), first] + values[np.arange(n), second]).astype(np.float32)[:, None]
-        splits[split] = SequenceDataset(torch.from_numpy(x), torch.from_numpy(y), torch.full((n,), length))
-    return Task(
-        name="adding",
-        **splits,
+        return SequenceDataset(torch.from_numpy(x), torch.from_numpy(y), torch.full((n,), length))
+
+    return _generated_task(
+        "adding",
+        draw,
+        sizes=sizes,
+        seed=seed,
+        options={"seq_len": length},
         kind="regression",
         n_classes=1,
         d_input=2,
@@ -345,10 +375,6 @@ def make_adding(
         input_type="continuous",
         output="pooled",
         pooling="last",
-        metadata={
-            "generator": "adding",
-            "options": {"seq_len": length, **_size_options(sizes), "seed": seed},
-        },
     )
 
 

@@ -35,9 +35,9 @@ from ssm.data.base import (
     check_file_task_options,
     check_fraction,
     count_lines,
-    require_files,
+    require_split_files,
 )
-from ssm.data.cache import CacheWriter, SplitArrays, build_info, fill_splits, load_or_build, lra_task
+from ssm.data.cache import CacheWriter, SplitArrays, build_info, items_builder, load_or_build, lra_task
 
 BYTE_VOCAB_SIZE = 257  # padding 0, then bytes 0..255 as 1..256
 
@@ -120,19 +120,16 @@ def load_text(
         "test": list_imdb_reviews(root, "test"),
     }
 
-    def build(writer: CacheWriter) -> dict:
-        bad = BadItems(common.skip_bad)
+    def examples(split: str, bad: BadItems) -> Iterator[tuple[np.ndarray, int, int]]:
+        for path, label in reviews[split]:
+            data = read_document(path, common.max_len, bad)
+            if data is not None:
+                yield byte_ids(data), label, len(data)
 
-        def examples(split: str) -> Iterator[tuple[np.ndarray, int, int]]:
-            for path, label in reviews[split]:
-                data = read_document(path, common.max_len, bad)
-                if data is not None:
-                    yield byte_ids(data), label, len(data)
+    def capacity() -> dict[str, int]:
+        return {split: len(reviews[split]) for split in SPLITS}
 
-        capacity = {split: len(reviews[split]) for split in SPLITS}
-        counts = fill_splits(writer, capacity, (common.max_len,), np.int64, examples)
-        return build_info(counts, bad)
-
+    build = items_builder(common.skip_bad, capacity, (common.max_len,), np.int64, examples)
     options = {"max_len": common.max_len, "skip_bad": common.skip_bad, "val_fraction": val_fraction}
     sources = (path for split in SPLITS for path, _ in reviews[split])
     entry = load_or_build(data_dir, "text", options, sources, IMDB_DIR, build)
@@ -179,10 +176,9 @@ def read_aan_tsv(path: Path, bad: BadItems) -> Iterator[tuple[int, bytes, bytes]
 
 def require_retrieval_files(data_dir: Path) -> dict[str, Path]:
     """The AAN pair files under `<data_dir>/tsv_data/`; DataNotFoundError for the first missing."""
-    root = data_dir / AAN_DIR
-    paths = {split: root / AAN_FILES[split] for split in SPLITS}
-    require_files(paths.values(), AAN_PROVIDER.format(data_dir=data_dir), what="AAN pairs file")
-    return paths
+    return require_split_files(
+        data_dir / AAN_DIR, AAN_FILES, AAN_PROVIDER.format(data_dir=data_dir), what="AAN pairs file"
+    )
 
 
 def load_retrieval(

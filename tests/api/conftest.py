@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from api_fakes import completed  # tests/api/api_fakes.py
+from fastapi.testclient import TestClient
 from postgres import postgres_schema, require_postgres  # tests/postgres.py
 from sqlalchemy import func, select, text
 
@@ -37,9 +39,9 @@ from orchestrator.leaderboard import leaderboard, record_result_aggregate
 from orchestrator.models import EpochMetric, Result, Trial
 from orchestrator.tokens import create_token
 from ssm.config import TrialConfig
-from ssm.train import TrialResult
 
 HERE = Path(__file__).resolve().parent
+YAML = {"Content-Type": "application/yaml"}
 KEPT_TABLES = ("baselines", "ssmbench_alembic_version")
 CLI = [sys.executable, "-c", "from api.cli import app; app()"]  # the `ssmbench` script, whatever the venv
 
@@ -127,15 +129,7 @@ def finish_trials(sessions, sweep_id: int, n: int | None = None) -> list[int]:
                 store.record_epoch(
                     s, trial.id, attempt, {"epoch": epoch, "train_loss": 1.0, "val_metric": accuracy}
                 )
-            result = TrialResult(
-                status="completed",
-                config_hash=config.hash(),
-                metric="accuracy",
-                best_epoch=1,
-                val_metric=accuracy,
-                test_metric=accuracy,
-            )
-            store.finish(s, trial.id, attempt, result, "completed")
+            store.finish(s, trial.id, attempt, completed(config, accuracy), "completed")
             record_result_aggregate(s, trial.id)
             done.append(trial.id)
         store.close_finished_sweeps(s)
@@ -163,6 +157,30 @@ def sessions_for():
 def make_tokens(sessions, *names: str) -> dict[str, str]:
     with transaction(sessions) as session:
         return {name: create_token(session, name) for name in names}
+
+
+@pytest.fixture
+def service(db_url, sessions_for):
+    """(client, sessions, tokens) for a fresh app on `db_url`, users alice and bob."""
+    sessions = sessions_for(db_url)
+    tokens = make_tokens(sessions, "alice", "bob")
+    with TestClient(create_app(service_settings(db_url))) as client:
+        yield client, sessions, tokens
+
+
+def submit_sweep(client, token, text=GRID_YAML) -> dict:
+    """POST the YAML spec `text` as the token's user; the created sweep (201 checked)."""
+    response = client.post("/api/v1/sweeps", content=text, headers={**YAML, **bearer(token)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def one_line_error(result, code: int = 2) -> str:
+    """The one stderr line `error: ...` of a CLI run that exited with `code`."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
 
 
 def error_of(response, status: int = 422) -> dict:

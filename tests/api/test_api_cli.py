@@ -10,7 +10,15 @@ import threading
 import time
 
 import pytest
-from conftest import GRID_YAML, ThreadedServer, finish_trials, free_port, make_tokens, service_settings
+from conftest import (
+    GRID_YAML,
+    ThreadedServer,
+    finish_trials,
+    free_port,
+    make_tokens,
+    one_line_error,
+    service_settings,
+)
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -41,13 +49,6 @@ def cli(*args: str, env: dict[str, str] | None = None):
 def one_json(result) -> object:
     assert result.exit_code == 0, (result.stdout, result.stderr)
     return json.loads(result.stdout)  # the whole of stdout is one document
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def render(table) -> str:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import ThreadedServer, bearer, make_tokens, service_settings
 from fastapi.testclient import TestClient
+from fresh_models import fresh_model  # tests/fresh_models.py
 from sqlalchemy import func, select
 
 from api.app import create_app
@@ -17,9 +18,7 @@ from orchestrator.models import TrialDiagnosticArray
 from orchestrator.worker import TrialJob, run_trial
 from ssm import diagnostics
 from ssm.config import TrialConfig
-from ssm.data import get_task
-from ssm.model import SequenceModel
-from ssm.train import TrialResult, seed_everything
+from ssm.train import TrialResult
 
 N = 64  # d_state: an S4D-Inv layer's memory capacity at init is N
 MAX_LAG = 16  # MC still reads N: its tail beyond the lags summed is in closed form
@@ -54,12 +53,7 @@ def trained(db_url, sessions_for):
 
 def initial_arrays(config: TrialConfig) -> list[dict]:
     """`layer_arrays` of the model `train` builds for `config`, at initialization, computed here."""
-    seed_everything(config.seed)
-    task = get_task(config.task.name, **config.task.options)
-    model = SequenceModel(
-        config.model, task.d_input, task.n_classes, input_type=task.input_type, output=task.output,
-        pooling=task.pooling, paired=task.paired, l_max=task.seq_len,
-    )  # fmt: skip
+    model, _ = fresh_model(config)
     return diagnostics.layer_arrays(model, config.diagnostics.memory_max_lag)
 
 

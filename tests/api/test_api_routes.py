@@ -7,7 +7,16 @@ import json
 import math
 
 import pytest
-from conftest import GRID_YAML, bearer, error_of, finish_trials, make_tokens, service_settings
+from conftest import (
+    GRID_YAML,
+    YAML,
+    bearer,
+    error_of,
+    finish_trials,
+    make_tokens,
+    service_settings,
+    submit_sweep,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -19,23 +28,7 @@ from orchestrator.leaderboard import leaderboard
 from orchestrator.models import Trial
 
 GRID_JSON = {"name": "grid-json", "tasks": ["delay"], "model": {"init": ["inv", "legs"]}, "seeds": [0, 1, 2]}
-YAML = {"Content-Type": "application/yaml"}
 DEFAULT_PAGE = ServiceSettings.model_fields["max_page_size"].default  # the leaderboard's default page
-
-
-@pytest.fixture
-def service(db_url, sessions_for):
-    """(client, sessions, tokens) for a fresh app on `db_url`."""
-    sessions = sessions_for(db_url)
-    tokens = make_tokens(sessions, "alice", "bob")
-    with TestClient(create_app(service_settings(db_url))) as client:
-        yield client, sessions, tokens
-
-
-def submit(client, token, text=GRID_YAML) -> dict:
-    response = client.post("/api/v1/sweeps", content=text, headers={**YAML, **bearer(token)})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------
@@ -62,7 +55,7 @@ def test_submit_yaml_and_json_then_read_the_sweep(service):
 def test_sweep_list_pages_and_filters(service):
     client, sessions, tokens = service
     ids = [
-        submit(client, tokens["alice"], GRID_YAML.replace("name: grid", f"name: s{i}"))["id"]
+        submit_sweep(client, tokens["alice"], GRID_YAML.replace("name: grid", f"name: s{i}"))["id"]
         for i in range(3)
     ]
     finish_trials(sessions, ids[0])
@@ -88,7 +81,7 @@ def test_sweep_list_pages_and_filters(service):
 
 def test_sweep_trials_pages_and_filters_and_trial_details(service):
     client, sessions, tokens = service
-    sweep_id = submit(client, tokens["alice"])["id"]
+    sweep_id = submit_sweep(client, tokens["alice"])["id"]
     done = finish_trials(sessions, sweep_id, n=3)
 
     page = client.get(f"/api/v1/sweeps/{sweep_id}/trials", params={"limit": 5}).json()
@@ -150,7 +143,7 @@ def test_writes_need_a_valid_token_and_cancelling_needs_ownership(service):
     )
     assert error_of(wrong_scheme, 401)["field"] == "Authorization"
 
-    sweep_id = submit(client, tokens["alice"])["id"]
+    sweep_id = submit_sweep(client, tokens["alice"])["id"]
     error = error_of(client.post(f"/api/v1/sweeps/{sweep_id}/cancel", headers=bearer(tokens["bob"])), 403)
     assert error["field"] == "sweep_id" and "alice" not in error["message"]  # issue 13: no other owner named
     assert error_of(client.post(f"/api/v1/sweeps/{sweep_id}/cancel"), 401)["field"] == "Authorization"
@@ -158,7 +151,7 @@ def test_writes_need_a_valid_token_and_cancelling_needs_ownership(service):
 
 def test_cancel_cancels_pending_trials_once_and_refuses_a_completed_sweep(service):
     client, sessions, tokens = service
-    sweep_id = submit(client, tokens["alice"])["id"]
+    sweep_id = submit_sweep(client, tokens["alice"])["id"]
     finish_trials(sessions, sweep_id, n=2)
     response = client.post(f"/api/v1/sweeps/{sweep_id}/cancel", headers=bearer(tokens["alice"]))
     assert response.status_code == 200
@@ -168,7 +161,7 @@ def test_cancel_cancels_pending_trials_once_and_refuses_a_completed_sweep(servic
     again = client.post(f"/api/v1/sweeps/{sweep_id}/cancel", headers=bearer(tokens["alice"])).json()
     assert again["state"] == "cancelled" and again["cancelled_trials"] == 0
 
-    other = submit(client, tokens["alice"], GRID_YAML.replace("grid", "other"))["id"]
+    other = submit_sweep(client, tokens["alice"], GRID_YAML.replace("grid", "other"))["id"]
     finish_trials(sessions, other)
     error = error_of(client.post(f"/api/v1/sweeps/{other}/cancel", headers=bearer(tokens["alice"])), 409)
     assert error["code"] == "sweep_finished"
@@ -267,7 +260,7 @@ def test_limits_body_size_and_trials_per_sweep(sqlite_url, sessions_for):
 
 def test_leaderboard_is_the_orchestrators_and_follows_new_results(service):
     client, sessions, tokens = service
-    sweep_id = submit(client, tokens["alice"])["id"]
+    sweep_id = submit_sweep(client, tokens["alice"])["id"]
     finish_trials(sessions, sweep_id, n=4)  # the delay task, both inits, both seeds
 
     def local(**filters):  # the first page, as the route answers by default
@@ -298,7 +291,7 @@ def test_leaderboard_is_the_orchestrators_and_follows_new_results(service):
 
 def test_the_leaderboard_comes_in_pages_with_an_etag_and_gzip(service):
     client, sessions, tokens = service
-    sweep_id = submit(client, tokens["alice"])["id"]
+    sweep_id = submit_sweep(client, tokens["alice"])["id"]
     finish_trials(sessions, sweep_id)  # delay and listops: 4 rows of ours, listops' baselines
     with sessions() as s:
         whole = json.loads(leaderboard(s).model_dump_json())
@@ -327,7 +320,7 @@ def test_the_leaderboard_comes_in_pages_with_an_etag_and_gzip(service):
         )
     assert client.get("/api/v1/leaderboard", params={"limit": 3}).headers["etag"] != etag  # another page
 
-    submit(client, tokens["alice"])  # the same grid again: reused results, listed under a new sweep
+    submit_sweep(client, tokens["alice"])  # the same grid again: reused results, listed under a new sweep
     changed = client.get("/api/v1/leaderboard", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
 
@@ -359,7 +352,7 @@ def test_baselines_health_and_metrics(service, db_url):
         "last_error": None,
     }
 
-    sweep_id = submit(client, tokens["alice"])["id"]
+    sweep_id = submit_sweep(client, tokens["alice"])["id"]
     finish_trials(sessions, sweep_id, n=3)
     client.get("/api/v1/sweeps/999")
     text = client.get("/metrics").text
@@ -376,7 +369,7 @@ def test_each_app_has_its_own_metrics_registry(sqlite_url, sessions_for):
     tokens = make_tokens(sessions_for(sqlite_url), "alice")
     first, second = create_app(service_settings(sqlite_url)), create_app(service_settings(sqlite_url))
     with TestClient(first) as a, TestClient(second) as b:
-        submit(a, tokens["alice"])
+        submit_sweep(a, tokens["alice"])
         assert "ssmbench_sweeps_submitted_total 1.0" in a.get("/metrics").text
         assert "ssmbench_sweeps_submitted_total 0.0" in b.get("/metrics").text
 
@@ -406,7 +399,7 @@ def test_non_finite_epoch_metrics_do_not_break_the_answer(sqlite_url, sessions_f
     sessions = sessions_for(sqlite_url)
     tokens = make_tokens(sessions, "alice")
     with TestClient(create_app(service_settings(sqlite_url))) as client:
-        sweep_id = submit(client, tokens["alice"])["id"]
+        sweep_id = submit_sweep(client, tokens["alice"])["id"]
         with transaction(sessions) as s:
             trial_id = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id).limit(1))
             attempt = store.claim(s, trial_id)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import GRID_YAML, finish_trials
+from conftest import GRID_YAML, finish_trials, one_line_error
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -30,13 +30,6 @@ N_LAYERS = 2
 
 def cli(*args: str):
     return runner.invoke(app, list(args), env={"SSMBENCH_DATABASE_URL": None})
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def layer(trial_id: int, index: int, moved: float) -> dict:

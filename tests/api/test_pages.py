@@ -14,8 +14,16 @@ from contextlib import contextmanager
 from html import unescape
 
 import httpx
-import pytest
-from conftest import CLI, GRID_YAML, bearer, finish_trials, free_port, make_tokens, service_settings
+from api_fakes import completed  # tests/api/api_fakes.py
+from conftest import (
+    CLI,
+    GRID_YAML,
+    finish_trials,
+    free_port,
+    make_tokens,
+    service_settings,
+    submit_sweep,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 from typer.testing import CliRunner
@@ -30,9 +38,7 @@ from orchestrator.models import Result, Trial
 from orchestrator.queries import best_trials
 from orchestrator.spec import load_spec
 from ssm.config import TrialConfig
-from ssm.train import TrialResult
 
-YAML = {"Content-Type": "application/yaml"}
 XSS = "<script>alert(1)</script>"
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -43,19 +49,8 @@ TRACEBACK = (
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 
 
-@pytest.fixture
-def service(db_url, sessions_for):
-    """(client, sessions, tokens) for a fresh app on `db_url`."""
-    sessions = sessions_for(db_url)
-    tokens = make_tokens(sessions, "alice", "bob")
-    with TestClient(create_app(service_settings(db_url))) as client:
-        yield client, sessions, tokens
-
-
 def submit(client, token, text=GRID_YAML) -> int:
-    response = client.post("/api/v1/sweeps", content=text, headers={**YAML, **bearer(token)})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return submit_sweep(client, token, text)["id"]
 
 
 def fail_trial(sessions, sweep_id: int, error: str = TRACEBACK) -> int:
@@ -232,15 +227,7 @@ def test_trial_page_shows_the_fourier_table_and_a_summary_of_the_diagnostic_arra
         trial = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id)).first()
         attempt = store.claim(s, trial.id)
         config = TrialConfig.model_validate(trial.config)
-        result = TrialResult(
-            status="completed",
-            config_hash=config.hash(),
-            metric="accuracy",
-            best_epoch=0,
-            val_metric=0.9,
-            test_metric=0.9,
-            diagnostics=diagnostics,
-        )
+        result = completed(config, 0.9, best_epoch=0, diagnostics=diagnostics)
         store.finish(s, trial.id, attempt, result, "completed")
         trial_id = trial.id
     html = page(client, f"/trials/{trial_id}")

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import GRID_YAML, finish_trials
+from conftest import GRID_YAML, finish_trials, one_line_error
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -20,13 +20,6 @@ runner = CliRunner()
 
 def cli(*args: str):
     return runner.invoke(app, list(args), env={"SSMBENCH_DATABASE_URL": None})
-
-
-def one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -36,3 +36,15 @@ def engine(db_url):
 @pytest.fixture
 def sessions(engine):
     return session_factory(engine)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of our own for one test module (never another process's cluster), shut down after it."""
+    import ray
+
+    if ray.is_initialized():  # a Ray another test module of this process left running
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import ray
 from ray.autoscaler.sdk import request_resources
 
@@ -64,15 +63,6 @@ def requested_bundles() -> list[dict[str, float]]:
 
     stored = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
     return json.loads(stored) if stored else []
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():  # a Ray another test module of this process left running
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_pending_trials_that_fit_nowhere_are_asked_for_and_released_when_the_queue_drains(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fakes  # tests/orchestrator/fakes.py
 import pytest
-import ray
 from ray import cloudpickle
 from sqlalchemy import create_engine, func, select, text
 
@@ -28,15 +27,6 @@ def test_the_bound_is_the_pools_times_the_processes():
     assert (worker, service) == (3, 10)
     assert connection_bound(8, 1) == 8 * 3 + 10
     assert connection_bound(64, 2, optuna_storages=1) == 64 * 3 + 2 * 10 + 15
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():  # a Ray another test module of this process left running
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_eight_trials_in_flight_hold_no_more_connections_than_the_bound(

@@ -30,13 +30,7 @@ cloudpickle.register_pickle_by_value(fakes)
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    if ray.is_initialized():  # a Ray another test module of this process left running
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")  # conftest.py
 
 
 SCHEDULER_SCRIPT = textwrap.dedent(

@@ -13,7 +13,6 @@ import time
 
 import fakes  # tests/orchestrator/fakes.py
 import pytest
-import ray
 from ray import cloudpickle
 from sqlalchemy import func, select, text
 
@@ -29,13 +28,7 @@ from orchestrator.worker import trial_checkpoint_dir
 cloudpickle.register_pickle_by_value(fakes)  # Ray workers cannot import the tests directory
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    if ray.is_initialized():  # a Ray another test module of this process left running
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")  # conftest.py
 
 
 def settings_for(db_url, tmp_path, **overrides):

@@ -10,7 +10,6 @@ import time
 
 import optuna
 import pytest
-import ray
 import yaml
 from pydantic import ValidationError
 from ray import cloudpickle
@@ -78,15 +77,6 @@ def shaped(config, on_epoch=None, checkpoint_dir=None, data_dir=None):
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():  # a Ray another test module of this process left running
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture

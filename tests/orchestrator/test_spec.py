@@ -193,6 +193,14 @@ def test_a_valid_spec_re_validates_from_its_stored_form_to_the_same_spec(data, a
     assert [c.hash() for c in plan(again)] == [c.hash() for c in plan(spec)] if spec.search is None else True
 
 
+def refused(text: str) -> pytest.ExceptionInfo[SpecError]:
+    """The SpecError of a minimal spec (name x, task delay) with `text` added (a `tasks:` in `text`
+    replaces the delay)."""
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: x\ntasks: [delay]\n{text}\n".replace("tasks: [delay]\ntasks", "tasks"))
+    return info
+
+
 @pytest.mark.parametrize(
     ("text", "path"),
     [
@@ -207,8 +215,7 @@ def test_a_valid_spec_re_validates_from_its_stored_form_to_the_same_spec(data, a
     ],
 )
 def test_a_non_finite_number_anywhere_is_refused_naming_its_field(text, path):
-    with pytest.raises(SpecError) as info:
-        load_spec(f"name: x\ntasks: [delay]\n{text}\n".replace("tasks: [delay]\ntasks", "tasks"))
+    info = refused(text)
     assert info.value.path == path and "finite" in info.value.message, info.value
 
 
@@ -330,8 +337,7 @@ def test_integers_beyond_64_bits_and_beyond_python_s_digit_limit():
     ],
 )
 def test_every_numeric_field_has_an_upper_bound(text, path):
-    with pytest.raises(SpecError) as info:
-        load_spec(f"name: x\ntasks: [delay]\n{text}\n".replace("tasks: [delay]\ntasks", "tasks"))
+    info = refused(text)
     assert info.value.path == path, info.value
     assert "less than" in info.value.message or "greater than" in info.value.message
 

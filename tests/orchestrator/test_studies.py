@@ -226,18 +226,6 @@ def test_bad_study_name_or_scale_is_one_line_and_exit_2(args, needle):
 # --- one real study, end to end --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    if ray.is_initialized():  # a Ray another test module of this process left running
-        ray.shutdown()
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_a_smoke_study_runs_end_to_end_and_a_second_run_reuses_every_trial(local_ray, tmp_path, monkeypatch):
     import json
 

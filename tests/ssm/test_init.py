@@ -252,16 +252,21 @@ def test_ptd_converges_strongly_and_legs_does_not():
     # S4D-LegS: the normal part with B/2, N/2 slots; its transfer-function error does not shrink with N
     legs_errors = []
     for N in [16, 64, 256]:
-        A_n, B_n = hippo_loop(N)
-        c_n = np.zeros(N)
-        c_n[:4] = [1.0, -0.5, 0.3, 0.2]
-        init = diag_init("legs", N)
+        A_n, B_n, c_n, init = legs_at(N)
         top = float(init.lam.imag.abs().max())
         s = 1j * np.linspace(-top, top, 801)
         G_n = dense_transfer(A_n, B_n, c_n, s)
         G_legs = transfer(init.lam.numpy(), init.B.numpy(), c_n @ init.from_slots.numpy(), s)
         legs_errors.append(np.abs(G_legs - G_n).max() / np.abs(G_n).max())
     assert min(legs_errors) > 0.5, legs_errors
+
+
+def legs_at(N):
+    """HiPPO-LegS (A, B) by the loop, a readout c of four nonzero entries, and S4D-LegS at N."""
+    A, B = hippo_loop(N)
+    c = np.zeros(N)
+    c[:4] = [1.0, -0.5, 0.3, 0.2]
+    return A, B, c, diag_init("legs", N)
 
 
 def test_legs_kernel_converges_weakly_to_hippo():
@@ -275,10 +280,7 @@ def test_legs_kernel_converges_weakly_to_hippo():
     mus = [0.0, -1.0, 1j, -1j, 2j, -2j, -0.5 + 3j]
     errors = []
     for N in [16, 64, 256]:
-        A, B = hippo_loop(N)
-        c = np.zeros(N)
-        c[:4] = [1.0, -0.5, 0.3, 0.2]
-        init = diag_init("legs", N)
+        A, B, c, init = legs_at(N)
         lam, r = init.lam.numpy(), (c @ init.from_slots.numpy()) * init.B.numpy()
         worst = 0.0
         for mu in mus:

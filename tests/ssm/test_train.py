@@ -6,12 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from fresh_models import fresh_model  # tests/fresh_models.py
 
 from ssm import diagnostics
 from ssm.config import TrialConfig
-from ssm.data import get_task
 from ssm.model import SequenceModel
-from ssm.train import TrialResult, count_parameters, lr_schedule, seed_everything, train
+from ssm.train import TrialResult, count_parameters, lr_schedule, train
 
 TINY = {"d_model": 16, "d_state": 8, "n_layers": 1}
 SMALL_DELAY = {"name": "delay", "n_train": 256, "n_val": 64, "n_test": 64, "seq_len": 32, "delay": 4}
@@ -123,7 +123,6 @@ def test_lr_schedule_warmup_and_cosine():
 
 def test_count_parameters_counts_frozen_eigenvalues_and_dt():
     from ssm.config import ModelConfig
-    from ssm.model import SequenceModel
 
     H, N2, layers = 16, 4, 2
     model = SequenceModel(
@@ -172,17 +171,6 @@ def test_diagnostics_are_reported_per_epoch_and_fourier_at_the_end():
     clean = result.diagnostics["fourier"][0]["accuracy"]
     assert clean == pytest.approx(result.test_metric)
     assert json.loads(result.model_dump_json())["diagnostics"]["arrays"].keys() == {"init", "best", "end"}
-
-
-def fresh_model(config: TrialConfig):
-    """The model `train` builds for `config`, at its initialization, and the task."""
-    seed_everything(config.seed)
-    task = get_task(config.task.name, **config.task.options)
-    model = SequenceModel(
-        config.model, task.d_input, task.n_classes, input_type=task.input_type, output=task.output,
-        pooling=task.pooling, paired=task.paired, l_max=task.seq_len,
-    )  # fmt: skip
-    return model, task
 
 
 def test_diagnostic_arrays_at_init_best_and_end():

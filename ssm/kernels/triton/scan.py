@@ -84,6 +84,17 @@ def _last_row(x, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _chunk_tile(BLOCK_L: tl.constexpr, BLOCK_P: tl.constexpr):
+    """This program's tile of a chunked scan, grid (B, P tiles, C): its batch row (int64: offsets may
+    pass 2³¹), channels ps, chunk c and that chunk's steps js."""
+    batch = tl.program_id(0).to(tl.int64)
+    ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(2)
+    js = c * BLOCK_L + tl.arange(0, BLOCK_L)
+    return batch, ps, c, js
+
+
+@triton.jit
 def _chunk_totals_kernel(
     a_ptr,  # (B, L, P, 2) by strides
     a_sb,
@@ -100,10 +111,7 @@ def _chunk_totals_kernel(
     BLOCK_P: tl.constexpr,
 ):
     """Phase 1: chunk c's total map (A_c, B_c), in scan order."""
-    batch = tl.program_id(0).to(tl.int64)
-    ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(2)
-    js = c * BLOCK_L + tl.arange(0, BLOCK_L)
+    batch, ps, c, js = _chunk_tile(BLOCK_L, BLOCK_P)
     A_re, A_im, B_re, B_im, _, _ = _scan_steps(a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE)
     out = ((batch * C + c) * P + ps) * 2
     in_p = ps < P
@@ -164,10 +172,7 @@ def _chunk_apply_kernel(
     BLOCK_P: tl.constexpr,
 ):
     """Phase 3: out = A_local · carry[c] + B_local for chunk c; REVERSE with GRAD_A also grad a_k = G_k conj(x_{k−1})."""
-    batch = tl.program_id(0).to(tl.int64)
-    ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(2)
-    js = c * BLOCK_L + tl.arange(0, BLOCK_L)
+    batch, ps, c, js = _chunk_tile(BLOCK_L, BLOCK_P)
     A_re, A_im, B_re, B_im, at, valid = _scan_steps(
         a_ptr, a_sb, a_sl, a_sp, v_ptr, batch, js, ps, L, P, REVERSE
     )
