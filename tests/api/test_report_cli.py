@@ -4,15 +4,18 @@ trials, an unwritable --out or a missing database is one line on stderr and exit
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
 from conftest import GRID_YAML, finish_trials
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from api.cli import app
 from orchestrator import store
 from orchestrator.db import transaction
+from orchestrator.models import EpochMetric, Trial
 from orchestrator.spec import load_spec
 
 runner = CliRunner()
@@ -110,3 +113,66 @@ def test_a_missing_database_is_one_line_and_exit_2(tmp_path):
     )
     assert "no database at" in line
     assert not (tmp_path / "none.db").exists()
+
+
+# --- through the service's JSON API (--api URL) ------------------------------------------------------
+
+
+def test_a_report_through_the_api_is_the_report_from_the_database(sweeps, tmp_path):
+    from conftest import ThreadedServer, service_settings
+
+    url, finished, pending = sweeps
+    sessions = _sessions(url)
+    with transaction(sessions) as s:  # a diverged epoch: NaN must cross the API as NaN
+        trial = s.scalars(select(Trial).where(Trial.sweep_id == finished).order_by(Trial.id)).first()
+        s.add(
+            EpochMetric(
+                trial_id=trial.id, attempt=1, epoch=2, val_metric=None, metrics={"train_loss": math.nan}
+            )
+        )
+    direct, served = tmp_path / "direct", tmp_path / "served"
+    assert cli("report", str(finished), "--db", url, "--out", str(direct)).exit_code == 0
+    with ThreadedServer(service_settings(url)) as server:
+        result = cli("report", str(finished), "--api", server.url, "--out", str(served))
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        assert "no sweep with id 4242" in one_line_error(
+            cli("report", str(finished), "4242", "--api", server.url, "--out", str(tmp_path / "r"))
+        )
+        line = one_line_error(cli("report", str(pending), "--api", server.url, "--out", str(tmp_path / "r")))
+        assert "has no completed trials yet (8 pending)" in line
+    assert json.loads((served / "summary.json").read_text()) == json.loads(
+        (direct / "summary.json").read_text()
+    )
+    assert sorted(p.name for p in (served / "figures").iterdir()) == sorted(
+        p.name for p in (direct / "figures").iterdir()
+    )
+    assert (served / "index.html").read_text() == (direct / "index.html").read_text()
+    assert not (tmp_path / "r").exists()
+    unreachable = cli("report", str(finished), "--api", "http://127.0.0.1:9", "--out", str(tmp_path / "r"))
+    assert "cannot reach the ssmbench server" in one_line_error(unreachable, code=1)
+    both = cli("report", "1", "--db", url, "--api", "http://127.0.0.1:9", "--out", str(tmp_path / "r"))
+    assert "not both" in one_line_error(both)
+
+
+def test_report_data_survives_its_json_document(sweeps):
+    from orchestrator.report.data import load_report_data
+    from orchestrator.report.transfer import report_data_from_json, report_data_to_json
+
+    url, finished, _ = sweeps
+    with _sessions(url)() as s:
+        data = load_report_data(s, [finished])
+    data.groups[0].trials[0].epochs[0]["train_loss"] = math.inf
+    data.groups[0].trials[0].fourier = [{"frequency": 1.0, "accuracy": math.nan}]
+    text = json.dumps(report_data_to_json(data), allow_nan=False)  # strict JSON
+    back = report_data_from_json(json.loads(text))
+    assert back.groups[0].trials[0].fourier[0]["accuracy"] != back.groups[0].trials[0].fourier[0]["accuracy"]
+    back.groups[0].trials[0].fourier = data.groups[0].trials[0].fourier = None  # NaN ≠ NaN
+    assert back == data
+    with pytest.raises(ValueError, match="not a report data document"):
+        report_data_from_json({"sweeps": []})
+
+
+def _sessions(url):
+    from orchestrator.db import make_engine, session_factory
+
+    return session_factory(make_engine(url))
