@@ -170,7 +170,7 @@ def test_extras_are_layered():
     assert {"ray", "optuna", "fastapi", "sqlalchemy", "alembic", "psycopg", "typer"} <= service
     assert extra_closure("tasks") <= service
     assert service <= extra_closure("dev")
-    assert {"mlflow", "tensorboard"} == extra_closure("tracking")
+    assert {"mlflow-skinny", "tensorboard"} == extra_closure("tracking")  # MLflow's client only
     every = set().union(*(extra_closure(name) for name in EXTRAS if name != "all"))
     assert extra_closure("all") == every
     assert PYPROJECT["project"]["scripts"]["ssmbench"] == "api.cli:console_script"
