@@ -24,15 +24,7 @@ from .common import (
     print_json,
     trial_progress,
 )
-from .planning import (
-    DryRunOption,
-    SetOption,
-    data_problems,
-    print_plan,
-    read_sweep_spec,
-    refuse,
-    submit_data_dir,
-)
+from .planning import DryRunOption, SetOption, data_problems, print_plan, read_sweep_spec, refuse
 from .reading import DbOption, connected, reading
 
 # The states' values (orchestrator.models' TrialState and SweepState), for the --state options.
@@ -82,6 +74,7 @@ def submit_command(
     from orchestrator.settings import Settings
 
     from ..client import ApiError
+    from .planning import submit_data_dir
 
     spec, body = read_sweep_spec(spec_path, set_ or [], Settings().max_trials_per_sweep)
     checked = submit_data_dir(url or Settings().api_url, data_dir)

@@ -224,6 +224,15 @@ def run_sweep(db_url, sessions, spec_text: str = SPEC) -> int:
     """Plan the sweep and run each trial through the worker, in this process (no Ray)."""
     with transaction(sessions) as s:
         sweep_id = store.create_sweep(s, load_spec(spec_text)).id
+    run_pending(db_url, sessions, sweep_id)
+    with transaction(sessions) as s:
+        store.close_finished_sweeps(s)
+    return sweep_id
+
+
+def run_pending(db_url, sessions, sweep_id: int) -> list[int]:
+    """Run the sweep's pending trials through the worker, in this process; their ids."""
+    with sessions() as s:
         pending = s.scalars(
             select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.state == "pending")
         ).all()
@@ -231,9 +240,7 @@ def run_sweep(db_url, sessions, spec_text: str = SPEC) -> int:
         with transaction(sessions) as s:
             attempt = store.claim(s, trial_id)
         assert run_trial(TrialJob(trial_id, attempt, db_url, train_fn=diagnosing_trainer)) == "completed"
-    with transaction(sessions) as s:
-        store.close_finished_sweeps(s)
-    return sweep_id
+    return list(pending)
 
 
 def expected_groups() -> dict[str, dict]:
@@ -447,16 +454,7 @@ def test_a_report_of_a_search_sweep(db_url, sessions, tmp_path):
         for _ in range(20):  # ask, run what was asked, tell: until the budget is spent
             with transaction(sessions) as s:
                 coordinator.ask(s, {"CPU": 2.0})
-                pending = s.scalars(
-                    select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.state == "pending")
-                ).all()
-            for trial_id in pending:
-                with transaction(sessions) as s:
-                    attempt = store.claim(s, trial_id)
-                assert (
-                    run_trial(TrialJob(trial_id, attempt, db_url, train_fn=diagnosing_trainer)) == "completed"
-                )
-                ran.append(trial_id)
+            ran += run_pending(db_url, sessions, sweep_id)
             if len(ran) >= 5:
                 break
         with transaction(sessions) as s:
