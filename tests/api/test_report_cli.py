@@ -124,12 +124,11 @@ def test_a_report_through_the_api_is_the_report_from_the_database(sweeps, tmp_pa
     url, finished, pending = sweeps
     sessions = _sessions(url)
     with transaction(sessions) as s:  # a diverged epoch: NaN must cross the API as NaN
-        trial = s.scalars(select(Trial).where(Trial.sweep_id == finished).order_by(Trial.id)).first()
-        s.add(
-            EpochMetric(
-                trial_id=trial.id, attempt=1, epoch=2, val_metric=None, metrics={"train_loss": math.nan}
-            )
-        )
+        trials = s.scalars(select(Trial).where(Trial.sweep_id == finished).order_by(Trial.id)).all()
+        nan_loss = {"train_loss": math.nan}
+        s.add(EpochMetric(trial_id=trials[0].id, attempt=1, epoch=2, val_metric=None, metrics=nan_loss))
+        for trial in trials:  # diagnostics: the arrays come through /trials/{id}/diagnostics
+            store.record_diagnostics(s, trial.id, 1, _diagnosed(trial))
     direct, served = tmp_path / "direct", tmp_path / "served"
     assert cli("report", str(finished), "--db", url, "--out", str(direct)).exit_code == 0
     with ThreadedServer(service_settings(url)) as server:
@@ -147,6 +146,11 @@ def test_a_report_through_the_api_is_the_report_from_the_database(sweeps, tmp_pa
         p.name for p in (direct / "figures").iterdir()
     )
     assert (served / "index.html").read_text() == (direct / "index.html").read_text()
+    assert {"eigenvalues-delay", "memory-function-delay", "fourier-noise-delay"} <= {
+        p.stem for p in (served / "figures").iterdir()
+    }
+    for figure in (direct / "figures").glob("*.svg"):  # the same numbers drawn
+        assert (served / "figures" / figure.name).read_text() == figure.read_text(), figure.name
     assert not (tmp_path / "r").exists()
     unreachable = cli("report", str(finished), "--api", "http://127.0.0.1:9", "--out", str(tmp_path / "r"))
     assert "cannot reach the ssmbench server" in one_line_error(unreachable, code=1)
@@ -170,6 +174,28 @@ def test_report_data_survives_its_json_document(sweeps):
     assert back == data
     with pytest.raises(ValueError, match="not a report data document"):
         report_data_from_json({"sweeps": []})
+
+
+def _diagnosed(trial):
+    from ssm.train import TrialResult
+
+    shift = 0.1 * trial.seed + (0.05 if trial.init == "lin" else 0.0)
+    layer = {
+        "eigenvalues": [[-0.5 - shift, 1.0], [-0.5 - 2 * shift, 2.0]],
+        "dt": [0.01],
+        "Ab": [[0.9, 0.1], [0.8, 0.2]],
+        "memory_function": [[(0.9 - shift / 10) ** k for k in range(1, 9)], [0.5**k for k in range(1, 9)]],
+        "memory_capacity": [4.0 + shift, 1.0],
+    }
+    return TrialResult(
+        status="completed",
+        config_hash="x",
+        metric="accuracy",
+        diagnostics={
+            "arrays": {"init": [layer], "end": [{**layer, "memory_capacity": [5.0, math.nan]}]},
+            "fourier": [{"frequency": None, "accuracy": 0.6}, {"frequency": 0.2, "accuracy": 0.5 - shift}],
+        },
+    )
 
 
 def _sessions(url):
