@@ -82,6 +82,12 @@ def submit_command(
     if dry_run:
         print_plan(spec, reused=None, problems=problems)
         raise typer.Exit(2 if problems else 0)
+    if data_dir is None and problems:  # checked in this client's default: the service may read another
+        refuse(
+            problems,
+            f"the sweep cannot run (task files checked in {checked}, the data directory `run` "
+            "uses; pass --data-dir DIR if the service on this machine reads another)",
+        )
     refuse(problems)
     with connected(url, token) as client:
         try:

@@ -138,7 +138,7 @@ def refuse(problems: list[str], what: str = "the sweep cannot run") -> None:
         return
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {what} ({len(problems)} problem(s)):", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(what)} ({len(problems)} problem(s)):", highlight=False)
     for problem in problems:
         err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)

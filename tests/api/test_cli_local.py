@@ -130,6 +130,9 @@ def test_submit_to_a_local_service_checks_the_default_data_directory_as_run_does
         refused = cli("submit", str(spec), "--url", local, env=env)  # refused before any request
         assert refused.exit_code == 2, (local, refused.stderr)
         assert f"listops: ListOps split not found: expected {data}" in refused.stderr
+        said = " ".join(refused.stderr.split())  # the terminal width wraps the first line
+        assert said.startswith(f"error: the sweep cannot run (task files checked in {data}, the data")
+        assert "pass --data-dir DIR if the service on this machine reads another" in said
     ran = cli("run", str(spec), "--db", f"sqlite:///{tmp_path / 'never.db'}", env=env)
     assert ran.exit_code == 2 and f"expected {data}" in ran.stderr  # the same directory as run's
     dry = cli("submit", str(spec), "--dry-run", env={**env, "SSMBENCH_API_URL": "http://127.0.0.1:9"})
