@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -181,6 +181,10 @@ class Client:
     def trial_diagnostics(self, trial_id: int, snapshots: list[str] | None = None) -> TrialDiagnosticsOut:
         """The trial's diagnostic arrays (all recorded snapshots, or only `snapshots`)."""
         return self._get(f"/trials/{trial_id}/diagnostics", TrialDiagnosticsOut, snapshot=snapshots)
+
+    def report_data(self, sweep_ids: Sequence[int]) -> dict[str, Any]:
+        """The data of a report of the sweeps: `orchestrator.report.transfer`'s JSON document."""
+        return self.request("GET", "/reports/data", params={"sweep": list(sweep_ids)}).json()
 
     # --- leaderboard ----------------------------------------------------------------------------------
 

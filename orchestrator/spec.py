@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from typing import Annotated, Any, NamedTuple
 
 import yaml
@@ -38,7 +39,7 @@ from ssm.config import DiagnosticsConfig, ModelConfig, OptimConfig, TaskConfig, 
 from ssm.data import TASK_NAMES
 
 from .errors import SpecError, first_error, invalid
-from .search.space import Objective, SearchSpec, require_sampler, study_key
+from .search.space import Objective, SearchSpec, field_adapter, require_sampler, study_key
 from .spec_text import (  # re-exported: the document bounds are part of what a spec is
     MAX_DEPTH,
     MAX_NODES,
@@ -205,9 +206,10 @@ class SweepSpec(_Strict):
                 values = value if isinstance(value, list) else [value]
                 if not values:
                     raise invalid((section, key), "an empty list makes an empty grid", value)
+                field = field_adapter(config_cls, key)
                 for i, v in enumerate(values):
-                    try:
-                        config_cls.model_validate({key: v})
+                    try:  # the field alone: how fields go together is checked per grid cell (plan)
+                        field.validate_python(v)
                     except ValidationError as err:
                         where = (section, key, i) if isinstance(value, list) else (section, key)
                         raise invalid(where, first_error(err)[1], v) from None
@@ -233,17 +235,18 @@ class SweepSpec(_Strict):
 
     def grid_cells(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Every (model, optim) combination of the grid axes."""
+        return list(self._cells())
+
+    def _cells(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         model_axes = {k: v if isinstance(v, list) else [v] for k, v in self.model.items()}
         optim_axes = {k: v if isinstance(v, list) else [v] for k, v in self.optim.items()}
         keys = [("model", k) for k in model_axes] + [("optim", k) for k in optim_axes]
         values = [*model_axes.values(), *optim_axes.values()]
-        cells = []
         for combo in itertools.product(*values):
             model, optim = {}, {}
             for (section, key), value in zip(keys, combo, strict=True):
                 (model if section == "model" else optim)[key] = value
-            cells.append((model, optim))
-        return cells
+            yield model, optim
 
     def n_trials(self) -> int:
         """Trials the sweep asks for: tasks × grid cells × (seeds, or a search's `n_trials`). What the
@@ -270,8 +273,25 @@ class SweepSpec(_Strict):
             return TrialConfig(task=task, model=model, optim=optim, seed=seed, diagnostics=self.diagnostics)
         except ValidationError as err:
             loc, message = first_error(err)
+            if len(loc) == 1 and loc[0] in GRID_SECTIONS:  # fields that do not go together
+                loc = self._culprit(loc[0], model if loc[0] == "model" else optim)
             cell = ", ".join(f"{k}={v}" for k, v in {**model, **optim}.items())
             raise SpecError(f"{message} (in the grid cell {cell})", loc) from None
+
+    def _culprit(self, section: str, values: dict[str, Any]) -> tuple[str | int, ...]:
+        """Where a section's values stop going together: the first key (in the spec's order) with
+        which they, the rest at their defaults, are invalid; with its index when it is a grid axis."""
+        config_cls, given = GRID_SECTIONS[section], getattr(self, section)
+        keys = list(values)
+        for n, key in enumerate(keys, 1):
+            try:
+                config_cls.model_validate({k: values[k] for k in keys[:n]})
+            except ValidationError:
+                axis = given.get(key)
+                if isinstance(axis, list) and values[key] in axis:
+                    return (section, key, axis.index(values[key]))
+                return (section, key)
+        return (section,)
 
     def search_cells(self) -> list[SearchCell]:
         """A search sweep's studies, one per grid cell and task, each with its first seed's valid
@@ -358,6 +378,8 @@ def validate_spec(data: Any, max_trials: int | None = None, root: yaml.Node | No
             loc, message = first_error(err)
             raise SpecError(message, loc) from None
         if max_trials is not None and spec.n_trials() > max_trials:
+            # an invalid spec is reported as such: its first cell (fixed values invalid together fail here)
+            spec.trial_config(spec.tasks[0], *next(spec._cells()), spec.seeds[0])
             raise SpecError(
                 f"the sweep has {spec.n_trials()} trials, more than the limit of {max_trials}",
                 code="too_many_trials",

@@ -3,7 +3,7 @@
 Configured per sweep, in the spec or by `ssmbench run --mlflow-uri/--tensorboard-dir`:
 
     tracking:
-      mlflow: {uri: "file:./mlruns", experiment: my-study}   # experiment: default the sweep's name
+      mlflow: {uri: "sqlite:///mlflow.db", experiment: my-study}   # experiment: default the sweep's name
       tensorboard: {dir: ./tb}                                # a run directory per trial below it
 
 The worker reads the block from its sweep's stored spec, so it works the same for `run` and for a
@@ -11,12 +11,18 @@ submitted sweep; the URI and directory must be reachable from the Ray workers. A
 `sweep-<id>/trial-<id>`, its parameters are the trial's flat configuration (`model.init`, `optim.lr`,
 … as in `ssmbench export`), its metrics the numeric scalars of each epoch's `on_epoch` dict at step
 = epoch. The packages (`ssmbench[tracking]`) are imported only when a sweep asks for them.
+
+MLflow needs only its client, `mlflow-skinny`: a `sqlite:///` store (the one MLflow recommends; it
+creates its tables on first use, some seconds) or a `file:` store, which MLflow 3 keeps in
+maintenance mode and refuses unless `MLFLOW_ALLOW_FILE_STORE` is set — asking for one in the spec
+sets it (in the worker's process) — or an `http://` tracking server.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any, ClassVar
 
@@ -85,8 +91,6 @@ def tracking_for_local_run(
     """The tracking of a sweep run here (`ssmbench run`): the spec's block with the flags laid over
     it, relative paths made absolute (the Ray workers need not share this directory), and the
     packages checked (TrackingError naming the install command when one is missing)."""
-    import os
-
     merged = spec.model_copy(deep=True) if spec is not None else TrackingSpec()
     if mlflow_uri is not None:
         merged.mlflow = MlflowTracking(
@@ -96,12 +100,11 @@ def tracking_for_local_run(
         merged.tensorboard = TensorboardTracking(dir=tensorboard_dir)
     if merged.mlflow is None and merged.tensorboard is None:
         return None
-    if (
-        merged.mlflow is not None
-        and merged.mlflow.uri.startswith("file:")
-        and not merged.mlflow.uri.startswith("file:/")
-    ):
-        merged.mlflow.uri = "file:" + os.path.abspath(merged.mlflow.uri[len("file:") :])
+    if merged.mlflow is not None:
+        for scheme in ("file:", "sqlite:///"):  # a relative path: from here, not a worker's directory
+            uri = merged.mlflow.uri
+            if uri.startswith(scheme) and not uri[len(scheme) :].startswith("/"):
+                merged.mlflow.uri = scheme + os.path.abspath(uri[len(scheme) :])
     if merged.tensorboard is not None:
         merged.tensorboard.dir = os.path.abspath(os.path.expanduser(merged.tensorboard.dir))
     require_packages(merged)
@@ -219,6 +222,8 @@ class _MlflowRun:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
+        if uri.startswith("file:"):  # asked for by name: MLflow 3 refuses its file store otherwise
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:

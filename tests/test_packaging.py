@@ -170,7 +170,7 @@ def test_extras_are_layered():
     assert {"ray", "optuna", "fastapi", "sqlalchemy", "alembic", "psycopg", "typer"} <= service
     assert extra_closure("tasks") <= service
     assert service <= extra_closure("dev")
-    assert {"mlflow", "tensorboard"} == extra_closure("tracking")
+    assert {"mlflow-skinny", "tensorboard"} == extra_closure("tracking")  # MLflow's client only
     every = set().union(*(extra_closure(name) for name in EXTRAS if name != "all"))
     assert extra_closure("all") == every
     assert PYPROJECT["project"]["scripts"]["ssmbench"] == "api.cli:console_script"
@@ -227,3 +227,87 @@ def test_a_missing_task_reader_names_the_extra():
     name, _, message = result.stdout.strip().partition(" | ")
     assert name == "sklearn"
     assert "digits" in message and "pip install scikit-learn" in message and "ssmbench[tasks]" in message
+
+
+# --- the wheel holds what the code reads at run time ---------------------------------------------------
+
+PACKAGES = ("ssm", "orchestrator", "api", "migrations")  # [tool.setuptools.packages.find] include
+
+# Run from the installed wheel (not this tree): the study specs, the migrations (upgrade()), the
+# report template, the pages' templates and static files.
+INSTALLED_CHECK = textwrap.dedent(
+    """
+    import sys, tempfile
+    import api, orchestrator
+    target = sys.argv[1]
+    assert api.__file__.startswith(target) and orchestrator.__file__.startswith(target), api.__file__
+    from orchestrator.studies import SCALES, STUDIES, get_study
+    for name in STUDIES:
+        for scale in SCALES:
+            assert get_study(name).specs(scale), (name, scale)
+    from sqlalchemy import create_engine, inspect
+    from orchestrator.db import upgrade
+    url = f"sqlite:///{tempfile.mkdtemp()}/installed.db"
+    upgrade(url)
+    assert {"sweeps", "trials", "results", "trial_diagnostics", "ssmbench_alembic_version"} <= set(inspect(create_engine(url)).get_table_names())
+    from orchestrator.report.html import _environment
+    _environment.get_template("report.html.j2")
+    from api.pages.rendering import ENVIRONMENT, STATIC_DIR
+    for page in ENVIRONMENT.list_templates():
+        ENVIRONMENT.get_template(page)
+    assert "sweep.html" in ENVIRONMENT.list_templates()
+    assert (STATIC_DIR / "style.css").is_file() and (STATIC_DIR / "progress.js").is_file()
+    print("ok")
+    """
+)
+
+
+def test_the_wheel_holds_every_data_file_and_runs_from_its_install(tmp_path: Path):
+    """Build the wheel from a copy of the packages (this tree stays clean, no build isolation: no
+    network), check that every non-Python file of the packages is inside, install it into a folder
+    and use the data files from there. About 10 s."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package, ignore=skip)
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(wheels), str(source)]
+    built = subprocess.run(build, capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("ssmbench-*.whl")
+    inside = set(zipfile.ZipFile(wheel).namelist())
+    data_files = {
+        path.relative_to(source).as_posix()
+        for package in PACKAGES
+        for path in (source / package).rglob("*")
+        if path.is_file() and path.suffix != ".py"
+    }
+    assert data_files, "no data files found: the package layout changed"
+    assert data_files - inside == set(), "pyproject's package-data misses these"
+    python_files = {
+        p.relative_to(source).as_posix() for pkg in PACKAGES for p in (source / pkg).rglob("*.py")
+    }
+    assert python_files <= inside
+
+    target = tmp_path / "installed"
+    install = [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)]
+    installed = subprocess.run(install, capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0, installed.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("TRITON_INTERPRET", None)
+    run = subprocess.run(
+        [sys.executable, "-c", INSTALLED_CHECK, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

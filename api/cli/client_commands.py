@@ -51,7 +51,8 @@ def submit_command(
         typer.Option(
             "--data-dir",
             help="Check that the sweep's task files are in this directory before submitting (one the "
-            "cluster's workers share); the service checks the resources.",
+            "cluster's workers share). Default: for a service on this machine, the data directory "
+            "`run` uses ($SSMBENCH_DATA_DIR, else the per-user one); for a remote one, no check.",
         ),
     ] = None,
     dry_run: DryRunOption = False,
@@ -61,8 +62,9 @@ def submit_command(
 ) -> None:
     """Submit a sweep to the service; with --wait, show its progress and then its leaderboard.
 
-    The spec is checked here first (and its data with --data-dir); the service refuses a sweep whose
-    trials fit on no node. Exit codes: 0 submitted (with --wait: completed); 1 the sweep did not
+    The spec is checked here first, and its task files: in --data-dir, else, when the service runs on
+    this machine, in the data directory `run` uses (a remote service's data is on its cluster, which
+    this client cannot see). The service refuses a sweep whose trials fit on no node. Exit codes: 0 submitted (with --wait: completed); 1 the sweep did not
     complete, or the service failed; 2 bad input or a sweep that cannot run.
 
     Example: ssmbench submit sweep.yaml --set 'optim.lr=[1e-3, 3e-3]' --wait
@@ -72,12 +74,20 @@ def submit_command(
     from orchestrator.settings import Settings
 
     from ..client import ApiError
+    from .planning import submit_data_dir
 
     spec, body = read_sweep_spec(spec_path, set_ or [], Settings().max_trials_per_sweep)
-    problems = data_problems(spec, data_dir) if data_dir is not None else []
+    checked = submit_data_dir(url or Settings().api_url, data_dir)
+    problems = data_problems(spec, checked) if checked is not None else []
     if dry_run:
         print_plan(spec, reused=None, problems=problems)
         raise typer.Exit(2 if problems else 0)
+    if data_dir is None and problems:  # checked in this client's default: the service may read another
+        refuse(
+            problems,
+            f"the sweep cannot run (task files checked in {checked}, the data directory `run` "
+            "uses; pass --data-dir DIR if the service on this machine reads another)",
+        )
     refuse(problems)
     with connected(url, token) as client:
         try:

@@ -76,6 +76,39 @@ def data_problems(spec: SweepSpec, data_dir: Path | None) -> list[str]:
     return problems
 
 
+def submit_data_dir(api_url: str, data_dir: Path | None) -> Path | None:
+    """Where `submit` checks the sweep's task files: `--data-dir` when given; for a service on this
+    machine the data directory `run` uses (`$SSMBENCH_DATA_DIR`, else the per-user one), since its
+    workers read that one; None for a service elsewhere, whose data lives on its cluster, out of this
+    client's sight (its workers find a missing file when a trial starts, and say which)."""
+    if data_dir is not None:
+        return data_dir
+    if not is_local_url(api_url):
+        return None
+    from orchestrator.settings import Settings
+    from ssm.data import resolve_data_dir
+
+    return resolve_data_dir(Settings().data_dir)
+
+
+def is_local_url(url: str) -> bool:
+    """Whether `url`'s host is this machine: a loopback address, `localhost`, or its own host name."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").lower()
+    except ValueError:  # not a URL: the client says so when it is used
+        return False
+    if host == "localhost" or host in {socket.gethostname().lower(), socket.getfqdn().lower()}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def this_machine() -> list[dict[str, Any]]:
     """The one node a local Ray would have: this machine's CPUs and the GPUs torch sees (so that the
     check needs no Ray started)."""
@@ -105,7 +138,7 @@ def refuse(problems: list[str], what: str = "the sweep cannot run") -> None:
         return
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {what} ({len(problems)} problem(s)):", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(what)} ({len(problems)} problem(s)):", highlight=False)
     for problem in problems:
         err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)

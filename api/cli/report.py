@@ -1,4 +1,5 @@
-"""`ssmbench report SWEEP_ID… --out DIR`: a sweep's page, figures and summary, from the database."""
+"""`ssmbench report SWEEP_ID… --out DIR [--db URL | --api URL]`: a sweep's page, figures and summary,
+from the database or through the service's JSON API."""
 
 from __future__ import annotations
 
@@ -18,13 +19,31 @@ def report_command(
         Path, typer.Option("--out", help="Directory to write index.html, figures/ and summary.json to.")
     ],
     db: DatabaseOption = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api", help="Read through the service at this URL (e.g. http://127.0.0.1:8000) instead."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="API token for --api (default $SSMBENCH_TOKEN).")
+    ] = None,
 ) -> None:
     """Write the report of one or more sweeps: DIR/index.html (spec, leaderboard with the published
     baselines, figures), DIR/figures/NAME.png and .svg, DIR/summary.json (mean ± std per
-    configuration over seeds). Reads the database directly."""
+    configuration over seeds). Reads the database directly (--db, else the local one), or the
+    service's JSON API with --api URL: the same report either way.
+
+    Example: ssmbench report 3 4 --out report/ --api http://127.0.0.1:8000
+    """
     from orchestrator.settings import Settings
 
+    if db is not None and api is not None:
+        fail("pass --db URL or --api URL, not both")
     _check_writable(out)
+    if api is not None:
+        _report_through_api(sweep_ids, out, api, token)
+        return
     url = db or Settings().database_url
 
     from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +67,32 @@ def report_command(
         fail(f"cannot write the report to {out}: {err.strerror or err}")
     finally:
         engine.dispose()
+    console.print(f"report written to {index}")
+
+
+def _report_through_api(sweep_ids: list[int], out: Path, url: str, token: str | None) -> None:
+    """The report from the service: its report data (`GET /reports/data`) and the diagnostic arrays of
+    the trials the figures draw (`GET /trials/{id}/diagnostics`), drawn here as from the database."""
+    from orchestrator.report import write_report
+    from orchestrator.report.build import diagnostic_runs
+    from orchestrator.report.transfer import arrays_from_diagnostics, report_data_from_json
+
+    from .reading import connected
+
+    with connected(url, token) as client:
+        try:
+            data = report_data_from_json(client.report_data(sweep_ids))
+        except ValueError as err:  # a JSON body that is not report data: not an ssmbench service
+            fail(f"{url} answered no report data ({err})", code=1)
+        arrays = {}
+        for run_id in diagnostic_runs(data):
+            found = arrays_from_diagnostics(client.request("GET", f"/trials/{run_id}/diagnostics").json())
+            if found is not None:
+                arrays[run_id] = found
+    try:
+        index = write_report(data, out, arrays=arrays, progress=_progress)
+    except OSError as err:
+        fail(f"cannot write the report to {out}: {err.strerror or err}")
     console.print(f"report written to {index}")
 
 

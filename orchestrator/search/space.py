@@ -249,6 +249,13 @@ def _points(path: str, entry: SearchChoices | SearchRange) -> int | None:
     return len(entry.choices) if isinstance(entry, SearchChoices) else entry.points(_is_integer(path))
 
 
+def field_adapter(config: type[BaseModel], name: str) -> TypeAdapter:
+    """A validator of one field of `config` alone: its type and bounds, not the model's checks across
+    fields (those need the other fields' values, not their defaults)."""
+    info = config.model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+
+
 def _check_entry(path: str, entry: SearchChoices | SearchRange) -> None:
     """An entry fits its config field: the field's own validation accepts every bound and choice."""
     section, _, name = path.partition(".")
@@ -256,7 +263,7 @@ def _check_entry(path: str, entry: SearchChoices | SearchRange) -> None:
     if config is None or name not in config.model_fields:
         raise ValueError(f"{path!r} is not a searchable config path (model.<field> or optim.<field>)")
     info = config.model_fields[name]
-    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+    adapter = field_adapter(config, name)
 
     def check(value: Any, *where: str | int) -> None:
         try:

@@ -197,6 +197,21 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.fixture
+def listops_data_dir(tmp_path, monkeypatch) -> Path:
+    """$SSMBENCH_DATA_DIR with the ListOps split files present (empty: `submit` and `run` check that
+    files exist, a service without a scheduler reads none), for tests that submit GRID_YAML."""
+    from ssm.data.listops import LISTOPS_DIR, SPLIT_FILES, require_listops_files
+
+    data = tmp_path / "listops-data"
+    (data / LISTOPS_DIR).mkdir(parents=True)
+    for name in SPLIT_FILES.values():
+        (data / LISTOPS_DIR / name).touch()
+    require_listops_files(data)  # what the check looks for
+    monkeypatch.setenv("SSMBENCH_DATA_DIR", str(data))
+    return data
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

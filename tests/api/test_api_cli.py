@@ -32,6 +32,11 @@ from orchestrator.leaderboard import leaderboard
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _listops_files(listops_data_dir):
+    """GRID_YAML has listops: `submit` to a service on this machine checks its files are there."""
+
+
 @pytest.fixture
 def server(sqlite_url, sessions_for):
     sessions = sessions_for(sqlite_url)

@@ -84,6 +84,7 @@ def test_every_operation_is_documented_with_models_errors_and_examples(served):
         "/api/v1/trials/{trial_id}/diagnostics",
         "/api/v1/leaderboard",
         "/api/v1/baselines",
+        "/api/v1/reports/data",
         "/api/v1/health",
         "/metrics",
     }

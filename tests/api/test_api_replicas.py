@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from api.cli import app as cli_app
 
 
-def test_two_replicas_on_postgresql_run_every_trial_once(tmp_path):
+def test_two_replicas_on_postgresql_run_every_trial_once(tmp_path, listops_data_dir):  # submit checks files
     require_postgres()
     with postgres_schema("api") as url:
         replicas = [ServeProcess(url, tmp_path / f"replica-{i}.log") for i in range(2)]

@@ -28,7 +28,7 @@ from api.cli import app as cli_app
 from api.client import ApiError, Client
 
 
-def test_serve_submit_wait_and_leaderboard_over_http_on_sqlite(sqlite_url, tmp_path):
+def test_serve_submit_wait_and_leaderboard_over_http_on_sqlite(sqlite_url, tmp_path, listops_data_dir):
     serve = ServeProcess(sqlite_url, tmp_path / "serve.log")
     try:
         made = run_cli("token", "create", "--name", "alice", "--db", sqlite_url, "--json")
@@ -43,7 +43,12 @@ def test_serve_submit_wait_and_leaderboard_over_http_on_sqlite(sqlite_url, tmp_p
 
         spec = tmp_path / "e2e.yaml"
         spec.write_text(SPEC)
-        env = {"SSMBENCH_API_URL": serve.url, "SSMBENCH_TOKEN": token}
+        # a service on this machine: submit checks the task files in the data directory (placeholders)
+        env = {
+            "SSMBENCH_API_URL": serve.url,
+            "SSMBENCH_TOKEN": token,
+            "SSMBENCH_DATA_DIR": str(listops_data_dir),
+        }
         submitted = run_cli("submit", str(spec), "--wait", "--poll", "0.5", env=env)
         assert submitted.returncode == 0, (submitted.stdout, submitted.stderr, serve.log())
         assert "sweep 1 completed" in submitted.stdout and "Leaderboard" in submitted.stdout

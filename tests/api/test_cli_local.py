@@ -28,6 +28,13 @@ from orchestrator.models import Sweep, SweepState, TrialState
 from orchestrator.spec import parse_spec
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _listops_files(listops_data_dir):
+    """GRID_YAML has listops: `submit` to a service on this machine checks its files are there."""
+
+
 REPO = HERE.parent.parent
 
 TROUBLED_YAML = """\
@@ -112,6 +119,46 @@ def test_run_and_submit_refuse_a_sweep_that_cannot_run_with_the_list_of_problems
 
     submitted = cli("submit", str(spec), "--data-dir", str(data), "--url", "http://127.0.0.1:9")
     assert submitted.exit_code == 2 and "listops: ListOps split not found" in submitted.stderr
+
+
+def test_submit_to_a_local_service_checks_the_default_data_directory_as_run_does(tmp_path):
+    spec = tmp_path / "lra.yaml"
+    spec.write_text("name: lra\ntasks: [delay, {name: listops, max_len: 64}]\nmodel: {d_model: 4}\n")
+    data = tmp_path / "default-data"
+    env = {"SSMBENCH_DATA_DIR": str(data)}
+    for local in ("http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"):
+        refused = cli("submit", str(spec), "--url", local, env=env)  # refused before any request
+        assert refused.exit_code == 2, (local, refused.stderr)
+        assert f"listops: ListOps split not found: expected {data}" in refused.stderr
+        said = " ".join(refused.stderr.split())  # the terminal width wraps the first line
+        assert said.startswith(f"error: the sweep cannot run (task files checked in {data}, the data")
+        assert "pass --data-dir DIR if the service on this machine reads another" in said
+    ran = cli("run", str(spec), "--db", f"sqlite:///{tmp_path / 'never.db'}", env=env)
+    assert ran.exit_code == 2 and f"expected {data}" in ran.stderr  # the same directory as run's
+    dry = cli("submit", str(spec), "--dry-run", env={**env, "SSMBENCH_API_URL": "http://127.0.0.1:9"})
+    assert dry.exit_code == 2 and "listops: ListOps split not found" in dry.stdout + dry.stderr
+    # a service elsewhere reads its cluster's data, which this client cannot see: no check here
+    remote = cli("submit", str(spec), "--dry-run", "--url", "http://ssmbench.invalid:8000", env=env)
+    assert remote.exit_code == 0, remote.stderr
+    assert "ListOps" not in remote.stdout + remote.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8000", True),
+        ("http://127.8.9.1", True),
+        ("https://localhost/", True),
+        ("http://[::1]:8000", True),
+        ("127.0.0.1:8000", True),
+        ("http://10.0.0.5:8000", False),
+        ("https://ssmbench.example.org", False),
+    ],
+)
+def test_which_service_urls_are_this_machine(url, local):
+    from api.cli.planning import is_local_url
+
+    assert is_local_url(url) is local
 
 
 def test_dry_run_prints_the_plan_with_a_set_grid_axis_and_reused_results(sqlite_url, sessions_for, tmp_path):

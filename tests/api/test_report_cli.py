@@ -4,15 +4,18 @@ trials, an unwritable --out or a missing database is one line on stderr and exit
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
 from conftest import GRID_YAML, finish_trials, one_line_error
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from api.cli import app
 from orchestrator import store
 from orchestrator.db import transaction
+from orchestrator.models import EpochMetric, Trial
 from orchestrator.spec import load_spec
 
 runner = CliRunner()
@@ -103,3 +106,92 @@ def test_a_missing_database_is_one_line_and_exit_2(tmp_path):
     )
     assert "no database at" in line
     assert not (tmp_path / "none.db").exists()
+
+
+# --- through the service's JSON API (--api URL) ------------------------------------------------------
+
+
+def test_a_report_through_the_api_is_the_report_from_the_database(sweeps, tmp_path):
+    from conftest import ThreadedServer, service_settings
+
+    url, finished, pending = sweeps
+    sessions = _sessions(url)
+    with transaction(sessions) as s:  # a diverged epoch: NaN must cross the API as NaN
+        trials = s.scalars(select(Trial).where(Trial.sweep_id == finished).order_by(Trial.id)).all()
+        nan_loss = {"train_loss": math.nan}
+        s.add(EpochMetric(trial_id=trials[0].id, attempt=1, epoch=2, val_metric=None, metrics=nan_loss))
+        for trial in trials:  # diagnostics: the arrays come through /trials/{id}/diagnostics
+            store.record_diagnostics(s, trial.id, 1, _diagnosed(trial))
+    direct, served = tmp_path / "direct", tmp_path / "served"
+    assert cli("report", str(finished), "--db", url, "--out", str(direct)).exit_code == 0
+    with ThreadedServer(service_settings(url)) as server:
+        result = cli("report", str(finished), "--api", server.url, "--out", str(served))
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        assert "no sweep with id 4242" in one_line_error(
+            cli("report", str(finished), "4242", "--api", server.url, "--out", str(tmp_path / "r"))
+        )
+        line = one_line_error(cli("report", str(pending), "--api", server.url, "--out", str(tmp_path / "r")))
+        assert "has no completed trials yet (8 pending)" in line
+    assert json.loads((served / "summary.json").read_text()) == json.loads(
+        (direct / "summary.json").read_text()
+    )
+    assert sorted(p.name for p in (served / "figures").iterdir()) == sorted(
+        p.name for p in (direct / "figures").iterdir()
+    )
+    assert (served / "index.html").read_text() == (direct / "index.html").read_text()
+    assert {"eigenvalues-delay", "memory-function-delay", "fourier-noise-delay"} <= {
+        p.stem for p in (served / "figures").iterdir()
+    }
+    for figure in (direct / "figures").glob("*.svg"):  # the same numbers drawn
+        assert (served / "figures" / figure.name).read_text() == figure.read_text(), figure.name
+    assert not (tmp_path / "r").exists()
+    unreachable = cli("report", str(finished), "--api", "http://127.0.0.1:9", "--out", str(tmp_path / "r"))
+    assert "cannot reach the ssmbench server" in one_line_error(unreachable, code=1)
+    both = cli("report", "1", "--db", url, "--api", "http://127.0.0.1:9", "--out", str(tmp_path / "r"))
+    assert "not both" in one_line_error(both)
+
+
+def test_report_data_survives_its_json_document(sweeps):
+    from orchestrator.report.data import load_report_data
+    from orchestrator.report.transfer import report_data_from_json, report_data_to_json
+
+    url, finished, _ = sweeps
+    with _sessions(url)() as s:
+        data = load_report_data(s, [finished])
+    data.groups[0].trials[0].epochs[0]["train_loss"] = math.inf
+    data.groups[0].trials[0].fourier = [{"frequency": 1.0, "accuracy": math.nan}]
+    text = json.dumps(report_data_to_json(data), allow_nan=False)  # strict JSON
+    back = report_data_from_json(json.loads(text))
+    assert back.groups[0].trials[0].fourier[0]["accuracy"] != back.groups[0].trials[0].fourier[0]["accuracy"]
+    back.groups[0].trials[0].fourier = data.groups[0].trials[0].fourier = None  # NaN ≠ NaN
+    assert back == data
+    with pytest.raises(ValueError, match="not a report data document"):
+        report_data_from_json({"sweeps": []})
+
+
+def _diagnosed(trial):
+    from ssm.train import TrialResult
+
+    shift = 0.1 * trial.seed + (0.05 if trial.init == "lin" else 0.0)
+    layer = {
+        "eigenvalues": [[-0.5 - shift, 1.0], [-0.5 - 2 * shift, 2.0]],
+        "dt": [0.01],
+        "Ab": [[0.9, 0.1], [0.8, 0.2]],
+        "memory_function": [[(0.9 - shift / 10) ** k for k in range(1, 9)], [0.5**k for k in range(1, 9)]],
+        "memory_capacity": [4.0 + shift, 1.0],
+    }
+    return TrialResult(
+        status="completed",
+        config_hash="x",
+        metric="accuracy",
+        diagnostics={
+            "arrays": {"init": [layer], "end": [{**layer, "memory_capacity": [5.0, math.nan]}]},
+            "fourier": [{"frequency": None, "accuracy": 0.6}, {"frequency": 0.2, "accuracy": 0.5 - shift}],
+        },
+    )
+
+
+def _sessions(url):
+    from orchestrator.db import make_engine, session_factory
+
+    return session_factory(make_engine(url))

@@ -224,6 +224,15 @@ def run_sweep(db_url, sessions, spec_text: str = SPEC) -> int:
     """Plan the sweep and run each trial through the worker, in this process (no Ray)."""
     with transaction(sessions) as s:
         sweep_id = store.create_sweep(s, load_spec(spec_text)).id
+    run_pending(db_url, sessions, sweep_id)
+    with transaction(sessions) as s:
+        store.close_finished_sweeps(s)
+    return sweep_id
+
+
+def run_pending(db_url, sessions, sweep_id: int) -> list[int]:
+    """Run the sweep's pending trials through the worker, in this process; their ids."""
+    with sessions() as s:
         pending = s.scalars(
             select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.state == "pending")
         ).all()
@@ -231,9 +240,7 @@ def run_sweep(db_url, sessions, spec_text: str = SPEC) -> int:
         with transaction(sessions) as s:
             attempt = store.claim(s, trial_id)
         assert run_trial(TrialJob(trial_id, attempt, db_url, train_fn=diagnosing_trainer)) == "completed"
-    with transaction(sessions) as s:
-        store.close_finished_sweeps(s)
-    return sweep_id
+    return list(pending)
 
 
 def expected_groups() -> dict[str, dict]:
@@ -411,3 +418,72 @@ def test_the_page_escapes_what_comes_from_the_database():
     data = ReportData([sweep], [group], {})
     page = render_index(data, build_summary(data), [{"name": "x", "title": hostile, "caption": ""}])
     assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- a search sweep ---------------------------------------------------------------------------------
+
+SEARCH_SPEC = """\
+name: searched
+tasks: [delay]
+model: {layer: s4d, d_model: 8}
+optim: {epochs: 3}
+seeds: [0]
+search:
+  sampler: random
+  pruner: none
+  n_trials: 5
+  objective: {metric: val_metric, direction: maximize}
+  space:
+    model.init: {choices: [inv, lin]}
+    optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+"""
+
+
+def test_a_report_of_a_search_sweep(db_url, sessions, tmp_path):
+    """Each sampled point is its own configuration (one seed each): the report has them all, labelled
+    by what was sampled, with its page, figures and summary."""
+    from orchestrator.search import SearchCoordinator, validate_search
+
+    spec = load_spec(SEARCH_SPEC)
+    validate_search(spec)
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(s, spec).id
+    coordinator = SearchCoordinator(db_url)
+    try:
+        ran: list[int] = []
+        for _ in range(20):  # ask, run what was asked, tell: until the budget is spent
+            with transaction(sessions) as s:
+                coordinator.ask(s, {"CPU": 2.0})
+            ran += run_pending(db_url, sessions, sweep_id)
+            if len(ran) >= 5:
+                break
+        with transaction(sessions) as s:
+            coordinator.ask(s, {"CPU": 2.0})
+            store.close_finished_sweeps(s)
+    finally:
+        coordinator.close(sessions)
+    assert len(ran) == 5
+    with sessions() as s:
+        configs = {t.id: t.config for t in s.scalars(select(Trial).where(Trial.sweep_id == sweep_id))}
+        out = tmp_path / "report"
+        index = build_report(s, [sweep_id], out)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sweeps"][0]["trials_by_state"] == {"completed": 5}
+    groups = summary["groups"]
+    assert len(groups) == 5 and all(g["n_seeds"] == 1 for g in groups)  # one group per sampled point
+    assert len({g["label"] for g in groups}) == 5  # told apart by their labels: the sampled lr
+    assert all("lr=" in g["label"] for g in groups)
+    for group in groups:
+        (trial_id,) = group["trial_ids"]
+        config = configs[trial_id]
+        assert group["init"] == config["model"]["init"]
+        stats = group["metrics"]["test_metric"]
+        assert stats["n"] == 1 and stats["std"] is None
+        assert math.isclose(stats["mean"], final_test_value(config["model"]["init"], 0), rel_tol=1e-12)
+    names = {p.stem for p in (out / "figures").glob("*.png")}
+    assert {"validation-delay", "test-delay", "eigenvalues-delay"} <= names
+    assert names == {p.stem for p in (out / "figures").glob("*.svg")}
+    page = index.read_text()
+    assert all(f'src="figures/{name}.svg"' in page for name in names)
+    assert "search" in page

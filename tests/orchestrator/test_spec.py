@@ -65,6 +65,45 @@ def test_cross_field_errors_name_the_grid_cell():
 
 
 @pytest.mark.parametrize(
+    "model",
+    [
+        "{dt_min: 0.3, dt_max: 0.5}",  # fixed: valid together, not with dt_max's default 0.1
+        "{dt_min: [0.01, 0.3], dt_max: [0.5, 1.0]}",  # every combination valid
+        "{dt_max: [0.5], dt_min: 0.3}",
+        "{linear: true, d_model: 1, d_state: [4, 8]}",
+    ],
+)
+def test_a_value_valid_with_the_other_fields_is_accepted_though_not_with_their_defaults(model):
+    spec = load_spec(f"name: x\ntasks: [delay]\nmodel: {model}\n")
+    assert all(c.model.dt_min <= c.model.dt_max for c in plan(spec))
+    assert len(plan(spec)) == spec.n_trials()
+
+
+@pytest.mark.parametrize(
+    ("model", "path", "message"),
+    [
+        ("{dt_min: [0.01, 0.3]}", "model.dt_min[1]", r"dt_min=0.3 must not exceed dt_max=0.1"),
+        ("{dt_min: [0.01, 0.3], dt_max: 0.2}", "model.dt_min[1]", r"dt_max=0.2 .*dt_min=0.3, dt_max=0.2"),
+        ("{dt_min: 0.3, dt_max: 0.2}", "model.dt_min", r"must not exceed dt_max=0.2"),
+        ("{d_state: [64, 3]}", "model.d_state[1]", r"must be even"),
+        ("{dt_min: [0.01, -1], dt_max: 0.5}", "model.dt_min[1]", r"greater than 0"),  # the field alone
+    ],
+)
+def test_a_combination_invalid_in_itself_names_its_key_path_and_line(model, path, message):
+    with pytest.raises(SpecError, match=message) as info:
+        load_spec(f"name: x\ntasks: [delay]\nmodel: {model}\n")
+    assert info.value.path == path and info.value.line == 3
+
+
+def test_a_combination_is_checked_in_a_search_sweep_too():
+    base = "name: x\ntasks: [delay]\nsearch: {space: {optim.lr: {low: 1.0e-4, high: 1.0e-2}}, n_trials: 2}\n"
+    assert load_spec(base + "model: {dt_min: 0.3, dt_max: 0.5}\n").search is not None
+    with pytest.raises(SpecError, match="must not exceed") as info:
+        load_spec(base + "model: {dt_min: [0.01, 0.3]}\n")
+    assert info.value.path == "model.dt_min[1]"
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("[1, 2]", "mapping at the top level"),
@@ -381,7 +420,8 @@ def test_the_grid_limit_is_checked_before_planning_and_the_plan_is_made_once(mon
     with pytest.raises(SpecError) as info:
         load_spec(text, max_trials=10_000)
     assert info.value.code == "too_many_trials" and "100000000 trials" in info.value.message
-    assert built == []  # nothing planned
+    assert built == [1]  # nothing planned: only the first cell is built, so an invalid spec says so
+    built.clear()
     spec = load_spec(QUICKSTART, max_trials=10_000)
     assert len(built) == 32
     assert plan(spec) is plan(spec) and len(built) == 32  # storing the sweep plans nothing again

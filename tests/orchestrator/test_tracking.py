@@ -1,10 +1,11 @@
 """Tracking from the epoch hook: a sweep whose spec asks for TensorBoard / MLflow gets a run per trial,
 named after it, with the flat configuration as parameters and each epoch's metrics at step = epoch —
-read back from the event files and the MLflow file store. The spec block is validated like the rest."""
+read back from the event files and the MLflow stores (SQLite and file). The spec block is validated like the rest."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from orchestrator import store
 from orchestrator.db import transaction
 from orchestrator.models import Trial
 from orchestrator.spec import SpecError, load_spec, parse_spec
-from orchestrator.tracking import TRACKING_INSTALL, TrackingError, tracking_for_local_run
+from orchestrator.tracking import TRACKING_INSTALL, TrackingError, flat_config, tracking_for_local_run
 from orchestrator.worker import TrialJob, run_trial
 from ssm.train import TrialResult
 
@@ -93,23 +94,40 @@ def test_tensorboard_gets_a_run_per_trial_with_its_config_and_epochs(db_url, ses
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="needs ssmbench[tracking] (MLflow)")
-def test_mlflow_gets_a_run_per_trial_with_its_config_and_epochs(db_url, sessions, tmp_path):
+@pytest.mark.parametrize("store_kind", ["sqlite", "file"])
+def test_mlflow_gets_a_run_per_trial_with_its_config_and_epochs(
+    db_url, sessions, tmp_path, store_kind, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
-    uri = f"file:{tmp_path / 'mlruns'}"
+    # unset, and unset again after the test (what the worker sets stays in it): asking for a file:
+    # store in the spec is enough
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store_kind == "sqlite" else f"file:{tmp_path / 'mlruns'}"
     sweep_id, inits = run_sweep(
         db_url, sessions, f"tracking: {{mlflow: {{uri: '{uri}', experiment: study}}}}\n"
     )
+    with sessions() as s:
+        configs = dict(s.execute(select(Trial.id, Trial.config).where(Trial.sweep_id == sweep_id)).all())
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("study")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {f"sweep-{sweep_id}/trial-{t}" for t in inits}
     for trial_id, init in inits.items():
         run = runs[f"sweep-{sweep_id}/trial-{trial_id}"]
-        assert run.info.status == "FINISHED"
+        assert run.info.status == "FINISHED" and run.data.tags["ssmbench.attempt"] == "1"
+        # the parameters are the whole flat configuration, as text (lists as JSON)
+        flat = flat_config(configs[trial_id])
+        assert run.data.params == {
+            k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flat.items()
+        }
         assert run.data.params["model.init"] == init and float(run.data.params["optim.lr"]) == 2e-3
+        assert set(run.data.metrics) == {"train_loss", "val_metric"}  # lists are left out
         history = client.get_metric_history(run.info.run_id, "val_metric")
         assert sorted((m.step, m.value) for m in history) == list(enumerate(expected_curve(init)))
+        losses = client.get_metric_history(run.info.run_id, "train_loss")
+        assert sorted((m.step, m.value) for m in losses) == [(e, 1.0 / (e + 1)) for e in range(EPOCHS)]
 
 
 def test_a_sweep_without_tracking_writes_nothing(db_url, sessions, tmp_path, monkeypatch):
@@ -132,6 +150,10 @@ def test_flags_lay_over_the_spec_and_paths_become_absolute(tmp_path, monkeypatch
     monkeypatch.setattr("orchestrator.tracking.require_packages", lambda spec: None)
     merged = tracking_for_local_run(spec, tensorboard_dir="tb")
     assert merged.mlflow.uri == f"file:{tmp_path / 'runs'}" and merged.mlflow.experiment == "e"
+    relative_db = tracking_for_local_run(None, mlflow_uri="sqlite:///runs/mlflow.db")
+    assert relative_db.mlflow.uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    absolute = tracking_for_local_run(None, mlflow_uri="sqlite:////srv/mlflow.db")
+    assert absolute.mlflow.uri == "sqlite:////srv/mlflow.db"
     assert merged.tensorboard.dir == str(tmp_path / "tb")
     merged = tracking_for_local_run(spec, mlflow_uri="http://mlflow:5000")
     assert merged.mlflow.uri == "http://mlflow:5000" and merged.mlflow.experiment == "e"
