@@ -33,7 +33,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
 
 
 def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
