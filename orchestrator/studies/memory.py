@@ -171,6 +171,10 @@ class MemoryStudy(Study):
     name = "memory"
     paper = PAPER
     summary = "init × {trained, frozen} × initial memory length on a memory-bound task"
+    question = (
+        "Does the initial memory function decide what an SSM "
+        "learns, and do frozen eigenvalues (reservoir computing) match trained ones?"
+    )
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = {
         "smoke": "< 1 min",
