@@ -236,7 +236,7 @@ def test_a_recorded_study_run_shows_its_verdicts_sweeps_and_figures(service, dra
     html = page(client, "/studies")
     assert XSS not in html and "<b>to</b>" not in html
     assert "The loss falls &lt;script&gt;alert(1)&lt;/script&gt;" in html and "below 20 &amp; above 0" in html
-    assert rows_of(html, "verdicts") == [
+    assert rows_of(html, "verdicts stacked") == [
         "loss-falls The loss falls <script>alert(1)</script> steps <b>to</b> threshold 12.5 [10, 15] 4 "
         "holds if the interval lies below 20 & above 0 holds",
         "no-value s q — — 0 r inconclusive",
