@@ -7,7 +7,6 @@ NOTHING). So a retried, duplicated or zombie worker cannot double-count anything
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +27,6 @@ from .models import (
     OPEN_SWEEP_STATES,
     EpochMetric,
     Result,
-    StudyRunRecord,
     Sweep,
     SweepState,
     Trial,
@@ -422,26 +420,3 @@ def close_if_finished(session: Session, sweep: Sweep) -> bool:
         sweep.state, sweep.finished_at = SweepState.COMPLETED, utcnow()
         return True
     return False
-
-
-def record_study_run(
-    session: Session,
-    study: str,
-    scale: str,
-    sweeps: dict[str, int],
-    claims: list[dict[str, Any]],
-    started_at: datetime,
-) -> StudyRunRecord:
-    """Add one judged study run (`study_runs`): each run is a new row, a re-run too. The claims are
-    stored as strict JSON: NaN and ±inf become null (PostgreSQL's JSON has no NaN), numpy scalars
-    plain numbers."""
-    plain = json.loads(
-        json.dumps(claims, default=lambda o: o.item() if hasattr(o, "item") else str(o)),
-        parse_constant=lambda _: None,
-    )
-    row = StudyRunRecord(
-        study=study, scale=scale, sweeps=dict(sweeps), claims=plain, created_at=started_at, finished_at=utcnow()
-    )
-    session.add(row)
-    session.flush()
-    return row

@@ -74,7 +74,9 @@ class FigureCache:
     """Figure sets by key, least recently used out beyond `max_entries`, each kept `ttl` seconds.
     One build per key at a time: a page's images, requested together, wait for the page's drawing."""
 
-    def __init__(self, max_entries: int = 64, ttl: float = 600.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, max_entries: int = 64, ttl: float = 600.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.max_entries, self.ttl, self.clock = max_entries, ttl, clock
         self._entries: OrderedDict[Hashable, tuple[float, FigureSet]] = OrderedDict()
         self._lock = threading.Lock()
@@ -158,7 +160,9 @@ def sweep_figures(request: Request, session: Session, sweep: Sweep) -> FigureSet
     return figure_cache(request).get(("sweep", sweep.id, sweep.state, *stamp), draw)
 
 
-def trial_figures(request: Request, session: Session, trial: Trial, epochs: list[dict[str, Any]]) -> FigureSet:
+def trial_figures(
+    request: Request, session: Session, trial: Trial, epochs: list[dict[str, Any]]
+) -> FigureSet:
     """The trial's validation metric per epoch (its last attempt), and its MF(τ) and eigenvalues at
     initialization and at the end when it recorded diagnostic arrays."""
     from orchestrator.report import figures
@@ -188,7 +192,9 @@ def trial_figures(request: Request, session: Session, trial: Trial, epochs: list
         stored = load_diagnostic_arrays(session, [source]).get(source)
         label = f"{configuration(trial)} (seed {trial.seed})"
         for item in array_figures([(label, stored)] if stored else [], f" of trial {trial.id}"):
-            yield dataclasses.replace(item, caption=ARRAY_CAPTIONS.get(item.name.split("-trial")[0], item.caption))
+            yield dataclasses.replace(
+                item, caption=ARRAY_CAPTIONS.get(item.name.split("-trial")[0], item.caption)
+            )
 
     key = ("trial", trial.id, trial.attempt, trial.state, len(points))
     return figure_cache(request).get(key, draw)
@@ -248,7 +254,9 @@ def trial_figure(request: Request, session: SessionDep, trial_id: TrialId, name:
     if (refused := _unauthorized(request, session)) is not None:
         return refused
     trial = session.get(Trial, trial_id)
-    found = None if trial is None else trial_figures(request, session, trial, epoch_metrics(session, trial_id))
+    found = (
+        None if trial is None else trial_figures(request, session, trial, epoch_metrics(session, trial_id))
+    )
     return _svg(found, name)
 
 

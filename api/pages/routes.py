@@ -41,6 +41,7 @@ from .auth import (
     safe_next,
     store_token,
 )
+from .page_figures import sweep_figures, trial_figures
 from .rendering import (
     BOARD_ROWS_PER_PAGE,
     FAILURES_SHOWN,
@@ -52,13 +53,11 @@ from .rendering import (
     SweepId,
     TrialId,
     cached_board,
-    configuration,
     not_found,
     page_link,
     pages,
     render,
 )
-from .page_figures import sweep_figures, trial_figures
 
 router = APIRouter(include_in_schema=False)
 
@@ -215,7 +214,8 @@ def trial_page(request: Request, session: SessionDep, trial_id: TrialId) -> HTML
         epochs=epochs,
         epoch_columns=_epoch_columns(epochs),
         figures=trial_figures(request, session, trial, epochs).for_page(
-            lambda name: f"/trials/{trial.id}/figures/{name}.svg", f"Trial {trial.id}, attempt {trial.attempt}"
+            lambda name: f"/trials/{trial.id}/figures/{name}.svg",
+            f"Trial {trial.id}, attempt {trial.attempt}",
         ),
         fourier=diagnostics.get("fourier") or [],
         arrays=array_summary(diagnostics.get("arrays")),

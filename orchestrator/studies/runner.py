@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Study
+from .records import record_study_run
 from .results import StudyResults, load_results
 
 Progress = Callable[[str, dict[str, int], int], None]  # (part, trial counts by state, planned trials)
@@ -95,7 +96,7 @@ def run_study(
     run = StudyRun(study.name, scale, sweeps, reused, planned)
     run.claims = study.judge(results, scale)
     with transaction(sessions) as s:  # every run is recorded, a re-run as a new row
-        run.record_id = store.record_study_run(s, study.name, scale, sweeps, run.claims, started_at).id
+        run.record_id = record_study_run(s, study.name, scale, sweeps, run.claims, started_at).id
     judged_at = time.perf_counter()
     if out_dir is not None:
         with sessions() as s:

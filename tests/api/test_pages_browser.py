@@ -28,12 +28,12 @@ import pytest
 from api_fakes import quick
 from conftest import ThreadedServer, bearer, make_tokens, service_settings
 from sqlalchemy import select
-
 from test_pages_figures import claims_with_html, finish_with_diagnostics, state_size_sweep
 
 from orchestrator import store
 from orchestrator.db import make_engine, session_factory, transaction
 from orchestrator.models import Trial, utcnow
+from orchestrator.studies.records import record_study_run
 from orchestrator.worker import TrialJob, run_trial
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -183,13 +183,15 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
         assert worker.error is None, worker.error
         sweep_id = api.post("/api/v1/sweeps", content=SWEEP, headers=headers).json()["id"]
         # a trial with diagnostic arrays (MF(τ), eigenvalues), and a recorded run of a study
-        diagnosed_sweep = SWEEP.replace("name: browser", "name: diagnosed").replace("d_model: 8", "d_model: 32")
+        diagnosed_sweep = SWEEP.replace("name: browser", "name: diagnosed").replace(
+            "d_model: 8", "d_model: 32"
+        )
         diagnosed = finish_with_diagnostics(
             sessions, api.post("/api/v1/sweeps", content=diagnosed_sweep, headers=headers).json()["id"]
         )
         study_sweep = state_size_sweep(sessions)
         with transaction(sessions) as s:
-            run_id = store.record_study_run(
+            run_id = record_study_run(
                 s, "state-size", "smoke", {"main": study_sweep}, claims_with_html(), utcnow()
             ).id
 
@@ -262,7 +264,11 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
             assert page.locator("section.figures img").count() == 1  # the learning curve, an SVG image
             watch.open(f"{server.url}/trials/{diagnosed}", "trial-diagnostics")
             alts = [page.locator("section.figures img").nth(i).get_attribute("alt") for i in range(3)]
-            assert [alt.split(": ", 1)[1].split(" ")[0] for alt in alts] == ["Validation", "Eigenvalues", "Memory"]
+            assert [alt.split(": ", 1)[1].split(" ")[0] for alt in alts] == [
+                "Validation",
+                "Eigenvalues",
+                "Memory",
+            ]
             assert table_rows(page, "table.fourier") == ["clean 70.0%", "0.25 40.0%"]
             watch.open(f"{server.url}/trials/{failed}", "trial-failed")
             assert page.locator("pre.error").inner_text() == "RuntimeError: boom <b>in the trainer</b>"
@@ -285,7 +291,9 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
             assert page.locator("table.studies tbody tr").count() == 4
             run = page.locator(f"#run-{run_id}")
             verdicts = table_rows(run, "table.verdicts")
-            assert verdicts[0].startswith(f"loss-falls The loss falls {XSS}") and verdicts[0].endswith("holds")
+            assert verdicts[0].startswith(f"loss-falls The loss falls {XSS}") and verdicts[0].endswith(
+                "holds"
+            )
             assert run.locator("span.verdict.v-holds").count() == 2  # the summary's and the table's
             assert run.locator("img").count() >= 4  # the study's figures, loaded (check_layout)
             if width < 600:  # stacked rows: question and verdict in view, no table scrolls sideways

@@ -9,15 +9,18 @@ import re
 
 import numpy as np
 import pytest
-from conftest import GRID_YAML, finish_trials
+from conftest import finish_trials, make_tokens, service_settings
+from fastapi.testclient import TestClient
 from sqlalchemy import select
-from test_pages import XSS, page, rows_of, service, submit, text_of  # noqa: F401 - `service` is a fixture
+from test_pages import XSS, page, rows_of, submit, text_of
 
+from api.app import create_app
 from api.pages.page_figures import FigureCache
 from orchestrator import store
 from orchestrator.db import transaction
 from orchestrator.models import Trial, utcnow
 from orchestrator.studies import get_study
+from orchestrator.studies.records import record_study_run
 from ssm.config import TrialConfig
 from ssm.train import TrialResult
 
@@ -29,6 +32,15 @@ LAYER_INIT = {
     "memory_capacity": [2.0, 3.0],
 }
 LAYER_END = {**LAYER_INIT, "eigenvalues": [[[-0.7, 1.0]]], "memory_function": [[0.8, 0.6], [0.6, 0.2]]}
+
+
+@pytest.fixture
+def service(db_url, sessions_for):
+    """(client, sessions, tokens) for a fresh app on `db_url` (test_pages.py's)."""
+    sessions = sessions_for(db_url)
+    tokens = make_tokens(sessions, "alice")
+    with TestClient(create_app(service_settings(db_url))) as client:
+        yield client, sessions, tokens
 
 
 @pytest.fixture
@@ -62,7 +74,10 @@ def svg_points(svg: str, collection: int) -> np.ndarray:
     group = re.search(rf'<g id="PathCollection_{collection}">(.*?)\n   </g>', svg, re.S)
     assert group, f"no PathCollection_{collection}"
     return np.asarray(
-        [(float(x), float(y)) for x, y in re.findall(r'<use [^>]*x="([-\d.]+)" y="([-\d.]+)"', group.group(1))]
+        [
+            (float(x), float(y))
+            for x, y in re.findall(r'<use [^>]*x="([-\d.]+)" y="([-\d.]+)"', group.group(1))
+        ]
     )
 
 
@@ -103,7 +118,9 @@ def test_trial_page_draws_its_learning_curve_memory_function_and_eigenvalues(ser
     client, sessions, tokens = service
     trial_id = finish_with_diagnostics(sessions, submit(client, tokens["alice"]))
     html = page(client, f"/trials/{trial_id}")
-    names = re.findall(rf'<img src="/trials/{trial_id}/figures/([a-z-]+)\.svg" alt="Trial {trial_id}, attempt 1: ', html)
+    names = re.findall(
+        rf'<img src="/trials/{trial_id}/figures/([a-z-]+)\.svg" alt="Trial {trial_id}, attempt 1: ', html
+    )
     assert names == ["learning-curve", "eigenvalues-trial", "memory-function-trial"], names
     assert rows_of(html, "fourier") == ["clean 70.0%", "0.25 40.0%"]
 
@@ -114,7 +131,9 @@ def test_trial_page_draws_its_learning_curve_memory_function_and_eigenvalues(ser
     np.testing.assert_allclose(memory[f"{label} (seed 0) init"], [[1, 2], [1.0, 0.375]])  # over channels
     np.testing.assert_allclose(memory[f"{label} (seed 0) end"], [[1, 2], [0.7, 0.4]])
     planes = drawn[f"Eigenvalues before and after training of trial {trial_id}"]
-    np.testing.assert_allclose(planes[f"{label} (seed 0) before"], [[-0.5, 1], [-0.1, 2], [-0.3, 0], [-0.2, 4]])
+    np.testing.assert_allclose(
+        planes[f"{label} (seed 0) before"], [[-0.5, 1], [-0.1, 2], [-0.3, 0], [-0.2, 4]]
+    )
     np.testing.assert_allclose(planes[f"{label} (seed 0) after"], [[-0.7, 1]])
 
     answer = client.get(f"/trials/{trial_id}/figures/eigenvalues-trial.svg")
@@ -142,7 +161,9 @@ def test_sweep_page_draws_the_report_figures_once_from_the_results(service, draw
     cache: FigureCache = client.app.state.page_figures
     builds = cache.builds
     html = page(client, f"/sweeps/{sweep_id}")
-    srcs = re.findall(rf'<img src="(/sweeps/{sweep_id}/figures/[a-z0-9-]+\.svg)" alt="Sweep {sweep_id}: [^"]+"', html)
+    srcs = re.findall(
+        rf'<img src="(/sweeps/{sweep_id}/figures/[a-z0-9-]+\.svg)" alt="Sweep {sweep_id}: [^"]+"', html
+    )
     assert [s.rsplit("/", 1)[1] for s in srcs] == [
         "validation-listops.svg", "test-listops.svg", "validation-delay.svg", "test-delay.svg",
     ]  # fmt: skip
@@ -201,8 +222,17 @@ def claims_with_html() -> list[dict]:
             "rule": "holds if the interval lies below 20 & above 0",
             "verdict": "holds",
         },
-        {"id": "no-value", "paper": "P", "statement": "s", "quantity": "q", "value": None, "ci": None,
-         "n": 0, "rule": "r", "verdict": "inconclusive"},  # fmt: skip
+        {
+            "id": "no-value",
+            "paper": "P",
+            "statement": "s",
+            "quantity": "q",
+            "value": None,
+            "ci": None,
+            "n": 0,
+            "rule": "r",
+            "verdict": "inconclusive",
+        },
     ]
 
 
@@ -232,7 +262,9 @@ def test_a_recorded_study_run_shows_its_verdicts_sweeps_and_figures(service, dra
     client, sessions, _ = service
     sweep_id = state_size_sweep(sessions)
     with transaction(sessions) as s:
-        run_id = store.record_study_run(s, "state-size", "smoke", {"main": sweep_id}, claims_with_html(), utcnow()).id
+        run_id = record_study_run(
+            s, "state-size", "smoke", {"main": sweep_id}, claims_with_html(), utcnow()
+        ).id
     html = page(client, "/studies")
     assert XSS not in html and "<b>to</b>" not in html
     assert "The loss falls &lt;script&gt;alert(1)&lt;/script&gt;" in html and "below 20 &amp; above 0" in html
@@ -246,7 +278,11 @@ def test_a_recorded_study_run_shows_its_verdicts_sweeps_and_figures(service, dra
     assert "1 holds" in text_of(html) and "1 inconclusive" in text_of(html)
     srcs = re.findall(rf'<img src="(/studies/runs/{run_id}/figures/[a-z0-9.-]+\.svg)" alt="([^"]+)"', html)
     names = [src.rsplit("/", 1)[1] for src, _ in srcs]
-    assert names[:3] == ["state-size-loss-alpha-0.svg", "state-size-loss-alpha-1.svg", "state-size-steps-to-threshold.svg"]
+    assert names[:3] == [
+        "state-size-loss-alpha-0.svg",
+        "state-size-loss-alpha-1.svg",
+        "state-size-steps-to-threshold.svg",
+    ]
     assert all(alt.startswith(f"Study state-size, run {run_id}: ") for _, alt in srcs)
 
     loss = drawn["Training loss per gradient step, white input"]
@@ -262,7 +298,7 @@ def test_study_runs_are_newest_first_five_a_page(service):
     client, sessions, _ = service
     with transaction(sessions) as s:
         for _ in range(7):  # a study this version does not have: verdicts shown, no figures
-            store.record_study_run(s, "retired", "quick", {}, claims_with_html()[1:], utcnow())
+            record_study_run(s, "retired", "quick", {}, claims_with_html()[1:], utcnow())
     first = page(client, "/studies")
     assert re.findall(r'<article class="study-run" id="run-(\d+)"', first) == ["7", "6", "5", "4", "3"]
     assert "page 1 of 2 (7 in all)" in text_of(first) and "<img" not in first

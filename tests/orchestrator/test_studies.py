@@ -321,10 +321,10 @@ def test_a_study_figure_holds_the_plotted_numbers():
 def test_a_study_run_is_recorded_as_strict_json_and_a_rerun_adds_a_row(sessions):
     import numpy as np
 
-    from orchestrator import store
     from orchestrator.db import transaction
     from orchestrator.models import utcnow
     from orchestrator.queries import study_runs_page
+    from orchestrator.studies.records import record_study_run
 
     claims = [
         {"id": "a", "value": float("nan"), "ci": [float("-inf"), np.float64(2.5)], "n": np.int64(3)},
@@ -333,7 +333,7 @@ def test_a_study_run_is_recorded_as_strict_json_and_a_rerun_adds_a_row(sessions)
     started = utcnow()
     for _ in range(2):
         with transaction(sessions) as s:
-            store.record_study_run(s, "ptd", "quick", {"diagonal": 1, "hippo": 2}, claims, started)
+            record_study_run(s, "ptd", "quick", {"diagonal": 1, "hippo": 2}, claims, started)
     with sessions() as s:
         runs, total = study_runs_page(s, limit=1)
     assert total == 2 and len(runs) == 1 and runs[0].id == 2
