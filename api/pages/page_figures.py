@@ -226,43 +226,32 @@ def study_run_figures(request: Request, session: Session, run: StudyRunRecord) -
 router = APIRouter(include_in_schema=False)
 
 
-def _svg(found: FigureSet | None, name: str) -> Response:
-    figure = None if found is None else found.figures.get(name)
+def _serve(request: Request, session: Session, row: Any, draw: Callable, name: str) -> Response:
+    """The SVG of figure `name` of `row` (a sweep, trial or study run; None: not found), drawn with
+    the row's other figures by `draw(request, session, row)` unless the cache has them."""
+    try:
+        page_viewer(request, session)
+    except LoginRequired:
+        return JSONResponse({"error": {"code": "unauthorized", "message": "log in first"}}, 401)
+    figure = None if row is None else draw(request, session, row).figures.get(name)
     if figure is None:
         return JSONResponse({"error": {"code": "not_found", "message": f"no figure {name}"}}, 404)
     return Response(figure.svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 
-def _unauthorized(request: Request, session: Session) -> Response | None:
-    try:
-        page_viewer(request, session)
-    except LoginRequired:
-        return JSONResponse({"error": {"code": "unauthorized", "message": "log in first"}}, 401)
-    return None
-
-
 @router.get("/sweeps/{sweep_id}/figures/{name}.svg")
 def sweep_figure(request: Request, session: SessionDep, sweep_id: SweepId, name: FigureName) -> Response:
-    if (refused := _unauthorized(request, session)) is not None:
-        return refused
-    sweep = session.get(Sweep, sweep_id)
-    return _svg(None if sweep is None else sweep_figures(request, session, sweep), name)
+    return _serve(request, session, session.get(Sweep, sweep_id), sweep_figures, name)
 
 
 @router.get("/trials/{trial_id}/figures/{name}.svg")
 def trial_figure(request: Request, session: SessionDep, trial_id: TrialId, name: FigureName) -> Response:
-    if (refused := _unauthorized(request, session)) is not None:
-        return refused
-    trial = session.get(Trial, trial_id)
-    found = (
-        None if trial is None else trial_figures(request, session, trial, epoch_metrics(session, trial_id))
-    )
-    return _svg(found, name)
+    def draw(request: Request, session: Session, trial: Trial) -> FigureSet:
+        return trial_figures(request, session, trial, epoch_metrics(session, trial.id))
+
+    return _serve(request, session, session.get(Trial, trial_id), draw, name)
 
 
 @router.get("/studies/runs/{run_id}/figures/{name}.svg")
 def study_run_figure(request: Request, session: SessionDep, run_id: RunId, name: FigureName) -> Response:
-    if (refused := _unauthorized(request, session)) is not None:
-        return refused
-    run = session.get(StudyRunRecord, run_id)
-    return _svg(None if run is None else study_run_figures(request, session, run), name)
+    return _serve(request, session, session.get(StudyRunRecord, run_id), study_run_figures, name)

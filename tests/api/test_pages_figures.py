@@ -116,7 +116,8 @@ def finish_with_diagnostics(sessions, sweep_id: int) -> int:
 
 def test_trial_page_draws_its_learning_curve_memory_function_and_eigenvalues(service, drawn):
     client, sessions, tokens = service
-    trial_id = finish_with_diagnostics(sessions, submit(client, tokens["alice"]))
+    sweep_id = submit(client, tokens["alice"])
+    trial_id = finish_with_diagnostics(sessions, sweep_id)
     html = page(client, f"/trials/{trial_id}")
     names = re.findall(
         rf'<img src="/trials/{trial_id}/figures/([a-z-]+)\.svg" alt="Trial {trial_id}, attempt 1: ', html
@@ -147,6 +148,15 @@ def test_trial_page_draws_its_learning_curve_memory_function_and_eigenvalues(ser
     assert np.polyfit([1.0, 2.0, 0.0, 4.0], before[:, 1], 1)[0] < 0
     curve_svg = client.get(f"/trials/{trial_id}/figures/learning-curve.svg").text
     assert f"{label} (n=1)" in curve_svg and "validation accuracy (%)" in curve_svg
+
+    sweep = page(client, f"/sweeps/{sweep_id}")  # its sweep's report: the diagnostics' figures too
+    assert re.findall(rf'<img src="/sweeps/{sweep_id}/figures/([a-z-]+)\.svg"', sweep) == [
+        "validation-delay", "test-delay", "fourier-noise-delay", "eigenvalues-delay", "memory-function-delay",
+    ]  # fmt: skip
+    fourier = drawn["Accuracy under Fourier-mode input noise on delay"][f"{label} (n=1)"]
+    np.testing.assert_allclose(fourier, [[0.25], [40.0]])  # the clean row is the test figure's
+    planes = drawn["Eigenvalues before and after training on delay"]
+    np.testing.assert_allclose(planes[f"{label} (seed 0) after"], [[-0.7, 1]])
 
     assert client.get(f"/trials/{trial_id}/figures/nothing.svg").status_code == 404
     assert client.get("/trials/999/figures/learning-curve.svg").status_code == 404
