@@ -63,6 +63,10 @@ class FigureSet:
     figures: dict[str, PageFigure]
     error: str | None = None
 
+    @property
+    def size(self) -> int:
+        return sum(len(f.svg) for f in self.figures.values())
+
     def for_page(self, src: Callable[[str], str], alt_prefix: str) -> list[dict[str, str]]:
         return [
             {"src": src(f.name), "alt": f"{alt_prefix}: {f.title}", "caption": f.caption, "title": f.title}
@@ -71,14 +75,20 @@ class FigureSet:
 
 
 class FigureCache:
-    """Figure sets by key, least recently used out beyond `max_entries`, each kept `ttl` seconds.
-    One build per key at a time: a page's images, requested together, wait for the page's drawing."""
+    """Figure sets by key, least recently used out beyond `max_entries` or `max_bytes` of SVG, each
+    kept `ttl` seconds. One build per key at a time: a page's images, requested together, wait for
+    the page's drawing instead of drawing again."""
 
     def __init__(
-        self, max_entries: int = 64, ttl: float = 600.0, clock: Callable[[], float] = time.monotonic
+        self,
+        max_entries: int = 64,
+        ttl: float = 600.0,
+        max_bytes: int = 64 * 2**20,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        self.max_entries, self.ttl, self.clock = max_entries, ttl, clock
+        self.max_entries, self.ttl, self.max_bytes, self.clock = max_entries, ttl, max_bytes, clock
         self._entries: OrderedDict[Hashable, tuple[float, FigureSet]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
         self._building: dict[Hashable, threading.Lock] = {}
         self.builds = 0  # how many sets were drawn (the tests read it)
@@ -87,7 +97,7 @@ class FigureCache:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or self.clock() - entry[0] > self.ttl:
-                self._entries.pop(key, None)
+                self._drop(key)
                 return None
             self._entries.move_to_end(key)
             return entry[1]
@@ -106,13 +116,21 @@ class FigureCache:
                 found = _draw_set(draw)
                 with self._lock:
                     self.builds += 1
+                    self._drop(key)
                     self._entries[key] = (self.clock(), found)
-                    self._entries.move_to_end(key)
-                    while len(self._entries) > self.max_entries:
-                        self._entries.popitem(last=False)
+                    self._bytes += found.size
+                    while len(self._entries) > 1 and (
+                        len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+                    ):
+                        self._drop(next(iter(self._entries)))
             with self._lock:
                 self._building.pop(key, None)
         return found
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1].size
 
 
 def _draw_set(draw: Callable[[], Iterable[Any]]) -> FigureSet:

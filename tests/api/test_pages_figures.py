@@ -216,6 +216,25 @@ def test_the_figure_cache_is_least_recently_used_and_expires():
     assert cache.builds == 5
 
 
+def test_the_figure_cache_keeps_at_most_max_bytes_of_svg():
+    from orchestrator.report.build import ReportFigure
+
+    cache = FigureCache(max_bytes=12_000)
+
+    def draw():
+        from orchestrator.report import figures
+
+        yield ReportFigure("f", "t", "c", figures.seed_points_figure([], title="t", xlabel="x"))
+
+    first = cache.get("a", draw)
+    assert first.size <= cache.max_bytes < 2 * first.size and first.figures["f"].svg.startswith(b"<?xml")
+    cache.get("b", draw)  # both would pass max_bytes: "a", the least recently used, goes
+    cache.get("b", draw)
+    assert cache.builds == 2
+    cache.get("a", draw)
+    assert cache.builds == 3
+
+
 # --- studies -----------------------------------------------------------------------------------------
 
 
