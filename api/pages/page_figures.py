@@ -104,7 +104,7 @@ class FigureCache:
 
     def get(self, key: Hashable, draw: Callable[[], Iterable[Any]]) -> FigureSet:
         """The set under `key`, drawn from `draw()` (ReportFigure-likes: name, title, caption, figure)
-        when missing or expired."""
+        when missing or expired. A set whose drawing failed is not kept: the next request tries again."""
         found = self._cached(key)
         if found is not None:
             return found
@@ -116,16 +116,20 @@ class FigureCache:
                 found = _draw_set(draw)
                 with self._lock:
                     self.builds += 1
-                    self._drop(key)
-                    self._entries[key] = (self.clock(), found)
-                    self._bytes += found.size
-                    while len(self._entries) > 1 and (
-                        len(self._entries) > self.max_entries or self._bytes > self.max_bytes
-                    ):
-                        self._drop(next(iter(self._entries)))
+                    if found.error is None:
+                        self._keep(key, found)
             with self._lock:
                 self._building.pop(key, None)
         return found
+
+    def _keep(self, key: Hashable, found: FigureSet) -> None:
+        self._drop(key)
+        self._entries[key] = (self.clock(), found)
+        self._bytes += found.size
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            self._drop(next(iter(self._entries)))
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)

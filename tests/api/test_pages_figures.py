@@ -216,6 +216,22 @@ def test_the_figure_cache_is_least_recently_used_and_expires():
     assert cache.builds == 5
 
 
+def test_a_figure_that_fails_keeps_the_ones_before_it_and_is_drawn_again_next_time():
+    from orchestrator.report import figures
+    from orchestrator.report.build import ReportFigure
+
+    cache = FigureCache()
+
+    def draw():
+        yield ReportFigure("ok", "t", "c", figures.seed_points_figure([], title="t", xlabel="x"))
+        raise ValueError("no <data>")
+
+    found = cache.get("k", draw)
+    assert list(found.figures) == ["ok"] and found.error == "ValueError: no <data>"
+    cache.get("k", draw)
+    assert cache.builds == 2
+
+
 def test_the_figure_cache_keeps_at_most_max_bytes_of_svg():
     from orchestrator.report.build import ReportFigure
 
@@ -333,3 +349,19 @@ def test_study_runs_are_newest_first_five_a_page(service):
     assert "page 1 of 2 (7 in all)" in text_of(first) and "<img" not in first
     second = page(client, "/studies?page=2")
     assert re.findall(r'<article class="study-run" id="run-(\d+)"', second) == ["2", "1"]
+
+
+def test_a_study_whose_figures_fail_still_shows_its_verdicts(service, monkeypatch):
+    from orchestrator.studies.state_size import StateSizeStudy
+
+    def failing(self, results, scale):
+        raise ValueError("no <b>figure</b>")
+        yield  # a generator, as Study.figures is
+
+    monkeypatch.setattr(StateSizeStudy, "figures", failing)
+    client, sessions, _ = service
+    with transaction(sessions) as s:
+        record_study_run(s, "state-size", "smoke", {}, claims_with_html(), utcnow())
+    html = page(client, "/studies")
+    assert "Some figures could not be drawn: ValueError: no &lt;b&gt;figure&lt;/b&gt;" in html
+    assert len(rows_of(html, "verdicts stacked")) == 2 and "<img" not in html
