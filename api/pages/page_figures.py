@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -76,7 +77,7 @@ class FigureSet:
 
 class FigureCache:
     """Figure sets by key, least recently used out beyond `max_entries` or `max_bytes` of SVG, each
-    kept `ttl` seconds. One build per key at a time: a page's images, requested together, wait for
+    kept `ttl` seconds (or its own, given to `get`). One build per key at a time: a page's images, requested together, wait for
     the page's drawing instead of drawing again."""
 
     def __init__(
@@ -96,15 +97,16 @@ class FigureCache:
     def _cached(self, key: Hashable) -> FigureSet | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or self.clock() - entry[0] > self.ttl:
+            if entry is None or self.clock() > entry[0]:
                 self._drop(key)
                 return None
             self._entries.move_to_end(key)
             return entry[1]
 
-    def get(self, key: Hashable, draw: Callable[[], Iterable[Any]]) -> FigureSet:
+    def get(self, key: Hashable, draw: Callable[[], Iterable[Any]], ttl: float | None = None) -> FigureSet:
         """The set under `key`, drawn from `draw()` (ReportFigure-likes: name, title, caption, figure)
-        when missing or expired. A set whose drawing failed is not kept: the next request tries again."""
+        when missing or expired; kept `ttl` seconds (None: the cache's). A set whose drawing failed is
+        not kept: the next request tries again."""
         found = self._cached(key)
         if found is not None:
             return found
@@ -117,14 +119,14 @@ class FigureCache:
                 with self._lock:
                     self.builds += 1
                     if found.error is None:
-                        self._keep(key, found)
+                        self._keep(key, found, self.ttl if ttl is None else ttl)
             with self._lock:
                 self._building.pop(key, None)
         return found
 
-    def _keep(self, key: Hashable, found: FigureSet) -> None:
+    def _keep(self, key: Hashable, found: FigureSet, ttl: float) -> None:
         self._drop(key)
-        self._entries[key] = (self.clock(), found)
+        self._entries[key] = (self.clock() + ttl, found)
         self._bytes += found.size
         while len(self._entries) > 1 and (
             len(self._entries) > self.max_entries or self._bytes > self.max_bytes
@@ -240,7 +242,8 @@ def study_run_figures(request: Request, session: Session, run: StudyRunRecord) -
             return
         yield from get_study(run.study).figures(load_results(session, run.sweeps), run.scale)
 
-    return figure_cache(request).get(("study-run", run.id), draw)
+    # A recorded run's sweeps are finished: its figures do not change, only the LRU drops them.
+    return figure_cache(request).get(("study-run", run.id), draw, ttl=math.inf)
 
 
 # --- the SVG routes --------------------------------------------------------------------------------

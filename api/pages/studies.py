@@ -17,7 +17,8 @@ from .auth import page_viewer
 from .page_figures import study_run_figures
 from .rendering import PageNumber, page_link, pages, render
 
-RUNS_PER_PAGE = 5
+# A run's figures take seconds to draw the first time (SVG layout: 1-5 s a study on 2 loaded CPUs)
+RUNS_PER_PAGE = 3
 VERDICT_ORDER = ("holds", "fails", "inconclusive")
 
 router = APIRouter(include_in_schema=False)

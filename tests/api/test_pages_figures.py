@@ -214,6 +214,10 @@ def test_the_figure_cache_is_least_recently_used_and_expires():
     now[0] = 11.0
     cache.get("b", draw)
     assert cache.builds == 5
+    cache.get("forever", draw, ttl=float("inf"))
+    now[0] = 1e9
+    cache.get("forever", draw)
+    assert cache.builds == 6
 
 
 def test_a_figure_that_fails_keeps_the_ones_before_it_and_is_drawn_again_next_time():
@@ -339,14 +343,14 @@ def test_a_recorded_study_run_shows_its_verdicts_sweeps_and_figures(service, dra
     assert client.get("/studies/runs/999/figures/state-size-loss-alpha-0.svg").status_code == 404
 
 
-def test_study_runs_are_newest_first_five_a_page(service):
+def test_study_runs_are_newest_first_three_a_page(service):
     client, sessions, _ = service
     with transaction(sessions) as s:
-        for _ in range(7):  # a study this version does not have: verdicts shown, no figures
+        for _ in range(5):  # a study this version does not have: verdicts shown, no figures
             record_study_run(s, "retired", "quick", {}, claims_with_html()[1:], utcnow())
     first = page(client, "/studies")
-    assert re.findall(r'<article class="study-run" id="run-(\d+)"', first) == ["7", "6", "5", "4", "3"]
-    assert "page 1 of 2 (7 in all)" in text_of(first) and "<img" not in first
+    assert re.findall(r'<article class="study-run" id="run-(\d+)"', first) == ["5", "4", "3"]
+    assert "page 1 of 2 (5 in all)" in text_of(first) and "<img" not in first
     second = page(client, "/studies?page=2")
     assert re.findall(r'<article class="study-run" id="run-(\d+)"', second) == ["2", "1"]
 
