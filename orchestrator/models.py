@@ -282,3 +282,19 @@ class LeaderboardCell(Base):
     trial_id: Mapped[int | None] = mapped_column(
         ForeignKey("trials.id", ondelete="SET NULL"), doc="a trial of the group: its config names the group"
     )
+
+
+class StudyRunRecord(Base):
+    """One run of a built-in study (`orchestrator.studies.runner.run_study`), written once its claims
+    are judged: the sweeps it ran `{part: sweep id}` and the judged claims, each
+    `{id, paper, statement, quantity, value, ci, n, rule, verdict}`. A re-run adds a row."""
+
+    __tablename__ = "study_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study: Mapped[str] = mapped_column(String(40), index=True, doc="the registry's name: memory, ptd, …")
+    scale: Mapped[str] = mapped_column(String(10), doc="quick | full | smoke")
+    sweeps: Mapped[dict[str, Any]] = mapped_column(JSON, doc="{part: sweep id}")
+    claims: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, doc="when the run started")
+    finished_at: Mapped[datetime | None] = mapped_column(doc="when its claims were judged")

@@ -377,3 +377,16 @@ def trials_page(
 def result_payload(session: Session, trial_id: int) -> dict[str, Any] | None:
     """The stored TrialResult of a trial (its diagnostics, parameters, wall time), or None."""
     return session.scalar(select(Result.payload).where(Result.trial_id == trial_id))
+
+
+# --- study runs (the /studies page) ------------------------------------------------------------------
+
+
+def study_runs_page(
+    session: Session, *, offset: int = 0, limit: int = 10
+) -> tuple[list[models.StudyRunRecord], int]:
+    """A page of recorded study runs, newest first, and how many there are (two statements)."""
+    rows = session.scalars(
+        select(models.StudyRunRecord).order_by(models.StudyRunRecord.id.desc()).offset(offset).limit(limit)
+    ).all()
+    return list(rows), session.scalar(select(func.count()).select_from(models.StudyRunRecord)) or 0

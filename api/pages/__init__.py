@@ -5,7 +5,8 @@
                       the sweep's leaderboard with the published baselines, its trials and failures
     /trials/{id}      config, state and attempts, epoch metrics, diagnostics, the Fourier-noise table
     /leaderboard      every sweep's board with filters, the LRA averages, the baselines
-    /studies          the built-in studies and their runs
+    /studies          the built-in studies and their recorded runs: verdict tables and figures
+    …/figures/NAME.svg  a sweep's, trial's or study run's figures (`page_figures`)
     /login, /logout   the read token in a cookie, when the service has `SSMBENCH_READ_AUTH=true`
 
 Jinja2 templates (autoescaped) in `templates/`, CSS and the one script in `static/`: no build step,
@@ -19,6 +20,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from . import page_figures, studies
 from .auth import LoginRequired, redirect_to_login
 from .rendering import STATIC_DIR
 from .routes import router
@@ -26,7 +28,10 @@ from .routes import router
 
 def install_pages(app: FastAPI) -> None:
     """Add the pages, their static files (`/static`) and the login redirect to `app`."""
+    app.state.page_figures = page_figures.FigureCache()  # the figures drawn for pages, as SVG
     app.include_router(router)
+    app.include_router(studies.router)
+    app.include_router(page_figures.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(LoginRequired, redirect_to_login)
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.array_codec import json_lists
 from orchestrator.leaderboard import LRA_TASKS
-from orchestrator.models import FINAL_TRIAL_STATES, LeaderboardCell, Result, Sweep, Trial
+from orchestrator.models import FINAL_TRIAL_STATES, LeaderboardCell, Sweep, Trial
 from orchestrator.queries import (
     TRIAL_SORT_KEYS,
     best_trials,
@@ -41,6 +41,7 @@ from .auth import (
     safe_next,
     store_token,
 )
+from .page_figures import sweep_figures, trial_figures
 from .rendering import (
     BOARD_ROWS_PER_PAGE,
     FAILURES_SHOWN,
@@ -52,13 +53,11 @@ from .rendering import (
     SweepId,
     TrialId,
     cached_board,
-    configuration,
     not_found,
     page_link,
     pages,
     render,
 )
-from .studies import BUILT_IN_STUDIES
 
 router = APIRouter(include_in_schema=False)
 
@@ -126,6 +125,7 @@ def sweep_page(
     # a failed trial's whole traceback for the sweep's owner and admins only, as in the API
     errors = {row.id: visible_error(row.error, sweep.owner, viewer) for row in (*trials, *failures)}
     settings = request.app.state.settings
+    drawn = sweep_figures(request, session, sweep)
     return render(
         request,
         "sweep.html",
@@ -148,6 +148,8 @@ def sweep_page(
         best=[row for row in board.rows if row.rank == 1],
         optuna_dashboard_url=settings.optuna_dashboard_url if sweep.spec.get("search") else None,
         poll_seconds=POLL_SECONDS,
+        figures=drawn.for_page(lambda name: f"/sweeps/{sweep.id}/figures/{name}.svg", f"Sweep {sweep.id}"),
+        figures_error=drawn.error,
         link=lambda **changes: page_link(request, **changes),
     )
 
@@ -211,15 +213,10 @@ def trial_page(request: Request, session: SessionDep, trial_id: TrialId) -> HTML
         config_json=json.dumps(trial.config, indent=2, sort_keys=True),
         epochs=epochs,
         epoch_columns=_epoch_columns(epochs),
-        figures=[
-            {
-                "src": f"/trials/{trial.id}/figures/learning-curve.svg",
-                "alt": f"Validation metric per epoch of trial {trial.id}, attempt {trial.attempt}",
-                "caption": "Validation metric per epoch (the table below holds the numbers)",
-            }
-        ]
-        if figure_module() is not None and any(e.get("val_metric") is not None for e in epochs)
-        else [],
+        figures=trial_figures(request, session, trial, epochs).for_page(
+            lambda name: f"/trials/{trial.id}/figures/{name}.svg",
+            f"Trial {trial.id}, attempt {trial.attempt}",
+        ),
         fourier=diagnostics.get("fourier") or [],
         arrays=array_summary(diagnostics.get("arrays")),
         other_diagnostics={
@@ -282,51 +279,6 @@ def _shortened(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def figure_module():
-    """The shared figure module (`orchestrator.report.figures`, issue 15), or None where this install
-    has none yet: the pages then show the numbers' tables and a note instead of figures."""
-    try:
-        from orchestrator.report import figures
-    except ImportError:
-        return None
-    return figures
-
-
-# An SVG answer is an image: no script runs in it; its inline <style> (matplotlib's) is its own.
-SVG_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
-}
-
-
-@router.get("/trials/{trial_id}/figures/learning-curve.svg")
-def trial_learning_curve(request: Request, session: SessionDep, trial_id: TrialId) -> Response:
-    """The validation metric per epoch of the trial's last attempt, drawn by the shared figure module."""
-    try:
-        page_viewer(request, session)
-    except LoginRequired:
-        return JSONResponse({"error": {"code": "unauthorized", "message": "log in first"}}, 401)
-    figures = figure_module()
-    trial = session.get(Trial, trial_id)
-    if figures is None or trial is None:
-        return JSONResponse({"error": {"code": "not_found", "message": "no such figure"}}, 404)
-    epochs = [e for e in epoch_metrics(session, trial_id) if e["attempt"] == trial.attempt]
-    points = [(e["epoch"], e.get("val_metric")) for e in epochs if e.get("val_metric") is not None]
-    if not points:
-        return JSONResponse({"error": {"code": "not_found", "message": "no epoch has a metric yet"}}, 404)
-    metric = session.scalar(select(Result.metric).where(Result.trial_id == trial_id)) or "accuracy"
-    curve = figures.SeedCurves.from_runs(configuration(trial), [points])
-    figure = figures.seed_curves_figure(
-        [curve],
-        title=f"Trial {trial.id}: validation {metric} per epoch (attempt {trial.attempt})",
-        xlabel="epoch",
-        ylabel=figures.metric_axis_label(metric, "validation"),
-        scale=figures.metric_scale(metric),
-    )
-    return Response(figures.to_svg(figure), media_type="image/svg+xml", headers=SVG_HEADERS)
-
-
 # The epoch table's columns, in this order when present; diagnostics follow as they come.
 EPOCH_COLUMNS = ("train_loss", "val_loss", "val_metric", "seconds", "tokens_per_s")
 HIDDEN_EPOCH_KEYS = {"attempt", "epoch", "lr"}
@@ -384,15 +336,6 @@ def leaderboard_page(
         selected={"task": task, "layer": layer, "init": init, "reparam": reparam, "mode": mode},
         link=lambda **changes: page_link(request, **changes),
     )
-
-
-# --- studies ----------------------------------------------------------------------------------------
-
-
-@router.get("/studies", response_class=HTMLResponse)
-def studies_page(request: Request, session: SessionDep) -> HTMLResponse:
-    viewer = page_viewer(request, session)
-    return render(request, "studies.html", title="Studies", viewer=viewer, studies=BUILT_IN_STUDIES, runs=[])
 
 
 # --- login ------------------------------------------------------------------------------------------

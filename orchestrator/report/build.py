@@ -264,12 +264,25 @@ def _fourier_curves(group: ConfigGroup, color_index: int) -> figures.SeedCurves 
 def _array_figures(
     groups: Sequence[ConfigGroup], arrays: dict[int, dict[str, Any]], on: str, slug: str
 ) -> Iterator[ReportFigure]:
+    labelled = [
+        (f"{g.label} (seed {g.trials[0].seed})", arrays[g.trials[0].run_id])
+        for g in groups
+        if g.trials[0].run_id in arrays
+    ]
+    yield from array_figures(labelled, on, slug)
+
+
+def array_figures(
+    labelled: Sequence[tuple[str, dict[str, Any]]], on: str = "", slug: str = "trial"
+) -> Iterator[ReportFigure]:
+    """The eigenvalues in the complex plane and MF(τ), at initialization and at the end, of trials'
+    diagnostic arrays `(label, {"init": per layer, "end": per layer, …})` (`load_diagnostic_arrays`);
+    nothing for a trial without both snapshots. A sweep's report draws one trial per configuration,
+    a trial's page its own."""
     eigenvalues, memory = [], []
-    for group in groups:
-        stored = arrays.get(group.trials[0].run_id)
+    for label, stored in labelled:
         if not stored or not stored.get("init") or not stored.get("end"):
             continue
-        label = f"{group.label} (seed {group.trials[0].seed})"
         before, after = _layers_complex(stored["init"]), _layers_complex(stored["end"])
         if before is not None and after is not None:
             eigenvalues.append((label, before, after))

@@ -41,7 +41,8 @@ class Study:
 
     name: str = ""
     paper: str = ""
-    summary: str = ""
+    summary: str = ""  # the design in one line
+    question: str = ""  # what the study asks, in one sentence (the /studies page)
     claims: tuple[ClaimDefinition, ...] = ()
     # Wall time of `ssmbench study run NAME --scale S` from an empty database. † measured on the shared
     # 2-core VM at load 30–65 (two studies at once; bench/RESULTS.md), so an idle 2-CPU machine is

@@ -177,6 +177,10 @@ class MemoryStudy(Study):
     name = "memory"
     paper = PAPER
     summary = "init × {trained, frozen} × initial memory length on a memory-bound task"
+    question = (
+        "Does the initial memory function decide what an SSM "
+        "learns, and do frozen eigenvalues (reservoir computing) match trained ones?"
+    )
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="5.0 min†", full="~days on 1 GPU")
 

@@ -245,6 +245,7 @@ class PtdStudy(Study):
     name = "ptd"
     paper = f"{PAPER_S4D}; {PAPER_PTD}"
     summary = "transfer-function error vs ω, N and ε; κ(V) vs ε; accuracy under Fourier-mode noise"
+    question = "Do PTD initializations converge strongly to HiPPO and resist Fourier-mode input noise?"
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="18.1 min†", full="~days on 1 GPU")
 

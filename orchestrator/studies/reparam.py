@@ -187,6 +187,10 @@ class ReparamStudy(Study):
     name = "reparam"
     paper = PAPER
     summary = "{none, exp, softplus, best} × ssm_lr × target decay × state size, with E(β)"
+    question = (
+        "Does a stable reparameterization keep the gradient-over-weight "
+        "ratio bounded and approximate polynomially decaying memory?"
+    )
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="10.4 min†", full="~1 day on 1 GPU")
 

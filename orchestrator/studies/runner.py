@@ -5,7 +5,8 @@ config hash already has a completed result reuses it), judge the claims, write t
     DIR/figures/*.png    the study's figures, then the sweeps' own report figures (and .svg beside each)
     DIR/index.html       the page: sweeps, leaderboard, claims with their verdicts, figures
 
-written by the report module (`orchestrator.report.build.write_report`).
+written by the report module (`orchestrator.report.build.write_report`). Each run is also recorded in
+the database (`study_runs`: its sweeps and judged claims), which the /studies page lists.
 
 `run_study` is what `ssmbench study run` calls; `report_study` writes the report of sweeps that ran.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Study
+from .records import record_study_run
 from .results import StudyResults, load_results
 
 Progress = Callable[[str, dict[str, int], int], None]  # (part, trial counts by state, planned trials)
@@ -35,6 +37,7 @@ class StudyRun:
     planned: int
     claims: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
+    record_id: int | None = None  # its row in `study_runs` (the /studies page)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,11 +66,11 @@ def run_study(
     report into `out_dir` (None: no report). Ray must be connected (`orchestrator.cluster.connect_ray`)."""
     from .. import store
     from ..db import make_engine, session_factory, transaction, upgrade
-    from ..models import TrialState
+    from ..models import TrialState, utcnow
     from ..scheduler import Scheduler
     from ..settings import Settings
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), utcnow()
     specs = study.specs(scale)
     upgrade(database_url)
     sessions = session_factory(make_engine(database_url))
@@ -92,6 +95,8 @@ def run_study(
         results = load_results(s, sweeps)
     run = StudyRun(study.name, scale, sweeps, reused, planned)
     run.claims = study.judge(results, scale)
+    with transaction(sessions) as s:  # every run is recorded, a re-run as a new row
+        run.record_id = record_study_run(s, study.name, scale, sweeps, run.claims, started_at).id
     judged_at = time.perf_counter()
     if out_dir is not None:
         with sessions() as s:

@@ -115,6 +115,9 @@ class StateSizeStudy(Study):
     name = "state-size"
     paper = PAPER
     summary = "linear SSM, N ∈ {2 … 64}, SGD, white vs coloured input: loss vs step, steps-to-threshold vs N"
+    question = (
+        "How do the latent state size and the input's covariance change a linear SSM's convergence time?"
+    )
     claims = CLAIMS
     time_per_scale: ClassVar[dict[str, str]] = wall_times(quick="6.5 min†", full="~hours on 1 GPU")
 

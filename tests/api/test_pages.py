@@ -140,7 +140,7 @@ def test_sweeps_sweep_trial_leaderboard_and_studies_pages(service):
 
     studies = page(client, "/studies")
     assert all(f"<code>{name}</code>" in studies for name in ("memory", "reparam", "state-size", "ptd"))
-    assert "No studies have been run" in studies
+    assert "No studies have been run" in studies  # recorded runs: tests/api/test_pages_figures.py
 
     progress = client.get(f"/sweeps/{sweep_id}/progress.json").json()
     assert progress["trials_by_state"] == {"pending": 2, "completed": 5, "failed": 1}
@@ -417,25 +417,3 @@ def test_ssmbench_ui_refuses_an_unmigrated_database(tmp_path):
     made = CliRunner().invoke(cli_app, ["ui", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--no-open"])
     assert made.exit_code == 2
     assert "ssmbench db upgrade" in made.stderr and len(made.stderr.strip().splitlines()) == 1
-
-
-def test_trial_learning_curve_comes_from_the_shared_figure_module(service):
-    client, sessions, tokens = service
-    sweep_id = submit(client, tokens["alice"])
-    [trial_id, *_] = finish_trials(sessions, sweep_id, 1)
-    html = page(client, f"/trials/{trial_id}")
-    answer = client.get(f"/trials/{trial_id}/figures/learning-curve.svg")
-    try:
-        from orchestrator.report import figures  # noqa: F401 - issue 15's module, where installed
-    except ImportError:
-        assert answer.status_code == 404 and "once the shared figure module is installed" in html
-        return
-    assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"
-    assert "script" not in answer.headers["content-security-policy"]
-    svg = answer.text
-    assert svg.lstrip().startswith(("<?xml", "<svg")) and "s4d · inv · exp · trained (n=1)" in svg
-    assert "validation" in svg.lower() and "epoch" in svg
-    assert (
-        f'<img src="/trials/{trial_id}/figures/learning-curve.svg" alt="Validation metric per epoch' in html
-    )
-    assert client.get("/trials/999/figures/learning-curve.svg").status_code == 404

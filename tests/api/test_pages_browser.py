@@ -7,7 +7,8 @@ path (`orchestrator.worker.run_trial`, the fast fake trainer of api_fakes.py) â€
 would take longer to start on 2 CPUs than the whole test. Every page is opened at 1280 and 390 px
 wide and checked: content, no console error (a Content-Security-Policy violation is one), no
 sideways scrolling at 390 px, live progress while the sweep runs, the escaping case, the login
-cookie. Screenshots go to the test's tmp dir (and to $SSMBENCH_SCREENSHOTS_DIR when set).
+cookie, the figures (SVG images that load) and /studies with a recorded study run. Screenshots go
+to the test's tmp dir (and to $SSMBENCH_SCREENSHOTS_DIR when set).
 
 Without chromium or playwright these tests are skipped with the reason, except under CI (`CI` set),
 where they fail: `.ci/run` installs chromium.
@@ -27,11 +28,12 @@ import pytest
 from api_fakes import quick
 from conftest import ThreadedServer, bearer, make_tokens, service_settings
 from sqlalchemy import select
+from test_pages_figures import claims_with_html, finish_with_diagnostics, state_size_sweep
 
-from api.pages.routes import figure_module
 from orchestrator import store
 from orchestrator.db import make_engine, session_factory, transaction
-from orchestrator.models import Trial
+from orchestrator.models import Trial, utcnow
+from orchestrator.studies.records import record_study_run
 from orchestrator.worker import TrialJob, run_trial
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -170,7 +172,8 @@ def table_rows(page, selector: str) -> list[str]:
 
 
 def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions_for, tmp_path):
-    tokens = make_tokens(sessions_for(sqlite_url), "alice")
+    sessions = sessions_for(sqlite_url)
+    tokens = make_tokens(sessions, "alice")
     shots = screenshot_dirs(tmp_path)
     with ThreadedServer(service_settings(sqlite_url)) as server, httpx.Client(base_url=server.url) as api:
         headers = {"Content-Type": "application/yaml", **bearer(tokens["alice"])}
@@ -179,6 +182,18 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
         worker.run()  # here, to the end: the escaping case needs a finished sweep with a failure
         assert worker.error is None, worker.error
         sweep_id = api.post("/api/v1/sweeps", content=SWEEP, headers=headers).json()["id"]
+        # a trial with diagnostic arrays (MF(Ï„), eigenvalues), and a recorded run of a study
+        diagnosed_sweep = SWEEP.replace("name: browser", "name: diagnosed").replace(
+            "d_model: 8", "d_model: 32"
+        )
+        diagnosed = finish_with_diagnostics(
+            sessions, api.post("/api/v1/sweeps", content=diagnosed_sweep, headers=headers).json()["id"]
+        )
+        study_sweep = state_size_sweep(sessions)
+        with transaction(sessions) as s:
+            run_id = record_study_run(
+                s, "state-size", "smoke", {"main": study_sweep}, claims_with_html(), utcnow()
+            ).id
 
         # Live progress: the sweep page, opened before any trial ran, follows the sweep to its end.
         live = PageWatch(browser, 1280, shots)
@@ -221,9 +236,9 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
 
             watch.open(f"{server.url}/", "sweeps")
             rows = table_rows(page, "table.sweeps")
-            assert len(rows) == 2 and rows[0].startswith(f"{sweep_id} browser")
-            assert ("alice completed" if width > 600 else "browser completed") in rows[0]  # owner: wide only
-            assert "24 / 24 done" in rows[0] and "best" not in rows[0]
+            assert len(rows) == 4 and rows[2].startswith(f"{sweep_id} browser")  # newest first
+            assert ("alice completed" if width > 600 else "browser completed") in rows[2]  # owner: wide only
+            assert "24 / 24 done" in rows[2] and "best" not in rows[2]
             assert page.locator("table.sweeps a", has_text="browser").count() == 1
 
             watch.open(f"{server.url}/sweeps/{sweep_id}", "sweep")
@@ -234,6 +249,8 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
             assert ours == [["listops", "1"], ["listops", "2"], ["delay", "1"], ["delay", "2"]]
             assert page.locator("table.board tr.baseline", has_text="S5").count() == 1
             assert "RuntimeError: boom <b>in the trainer</b>" in page.locator("ul.failures").inner_text()
+            # validation per epoch and test metric of each task, as images that loaded (check_layout)
+            assert page.locator("section.figures img").count() == 4
             page.locator("table.trials thead a", has_text="Test metric").click()
             page.wait_for_load_state("load")
             assert "sort=metric" in page.url and "order=desc" in page.url
@@ -244,8 +261,15 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
             assert page.locator("#test-metric").inner_text().endswith("%")
             assert len(table_rows(page, "table.epochs")) == 2
             assert '"layer": "s4d"' in page.locator("pre.config").inner_text()
-            if figure_module() is not None:  # the shared figure module's SVG, loaded as an image
-                assert page.locator("section.figures img").count() == 1
+            assert page.locator("section.figures img").count() == 1  # the learning curve, an SVG image
+            watch.open(f"{server.url}/trials/{diagnosed}", "trial-diagnostics")
+            alts = [page.locator("section.figures img").nth(i).get_attribute("alt") for i in range(3)]
+            assert [alt.split(": ", 1)[1].split(" ")[0] for alt in alts] == [
+                "Validation",
+                "Eigenvalues",
+                "Memory",
+            ]
+            assert table_rows(page, "table.fourier") == ["clean 70.0%", "0.25 40.0%"]
             watch.open(f"{server.url}/trials/{failed}", "trial-failed")
             assert page.locator("pre.error").inner_text() == "RuntimeError: boom <b>in the trainer</b>"
 
@@ -264,8 +288,20 @@ def test_every_page_in_chromium_with_live_progress(browser, sqlite_url, sessions
             watch.check_layout("leaderboard-filtered")
 
             watch.open(f"{server.url}/studies", "studies")
-            assert page.locator("#no-study-runs").is_visible()
             assert page.locator("table.studies tbody tr").count() == 4
+            run = page.locator(f"#run-{run_id}")
+            verdicts = table_rows(run, "table.verdicts")
+            assert verdicts[0].startswith(f"loss-falls The loss falls {XSS}") and verdicts[0].endswith(
+                "holds"
+            )
+            assert run.locator("span.verdict.v-holds").count() == 2  # the summary's and the table's
+            assert run.locator("img").count() >= 4  # the study's figures, loaded (check_layout)
+            if width < 600:  # stacked rows: question and verdict in view, no table scrolls sideways
+                for box in page.locator("div.table-wrap:has(table.stacked)").all():
+                    assert box.evaluate("e => e.scrollWidth - e.clientWidth") <= 0
+            run.locator(f"a[href='/sweeps/{study_sweep}']").click()
+            page.wait_for_load_state("load")
+            assert page.locator("h1").inner_text() == f"Sweep {study_sweep}: study-state-size-smoke"
 
             watch.open(f"{server.url}/sweeps/{escaped}", "sweep-escaped")
             assert page.locator("h1").inner_text() == f"Sweep {escaped}: {XSS}"

@@ -20,6 +20,7 @@ def test_upgrade_creates_every_table_and_seeds_baselines(engine, sessions):
         "scheduler_lease",
         "trial_diagnostics",
         "trial_diagnostic_arrays",
+        "study_runs",
     } <= tables
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Baseline)) == 72  # 0002's 43, then 0005
@@ -33,7 +34,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
 
 
 def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
@@ -81,3 +82,22 @@ def test_times_read_back_as_the_same_instant_in_utc(sessions):
         sweep = s.scalar(select(Sweep))
         assert sweep.created_at == datetime(2026, 1, 1, 11, 0, tzinfo=UTC) and sweep.created_at.tzinfo == UTC
         assert sweep.finished_at == datetime(2026, 1, 2, 8, 30, tzinfo=UTC)
+
+
+def test_0008_goes_down_and_up_again(db_url, engine, sessions):
+    from alembic import command
+    from sqlalchemy import text
+
+    from orchestrator.db import alembic_config, transaction, upgrade
+    from orchestrator.models import utcnow
+    from orchestrator.studies.records import record_study_run
+
+    with transaction(sessions) as s:
+        record_study_run(s, "memory", "smoke", {"short-memory": 1}, [{"id": "c", "value": 0.5}], utcnow())
+    command.downgrade(alembic_config(db_url), "0007")
+    assert "study_runs" not in inspect(engine).get_table_names()
+    upgrade(db_url)
+    with engine.connect() as connection:  # an empty table again, ids from 1
+        assert connection.execute(text("SELECT count(*) FROM study_runs")).scalar() == 0
+    with transaction(sessions) as s:
+        assert record_study_run(s, "ptd", "quick", {}, [], utcnow()).id == 1

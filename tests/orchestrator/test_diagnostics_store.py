@@ -146,7 +146,7 @@ def test_0007_goes_down_and_up_again(db_url, engine, sessions):
     trial_id, attempt = running_trial(sessions)
     with transaction(sessions) as s:
         store.finish(s, trial_id, attempt, result_with(seed=4), "completed")
-    command.downgrade(alembic_config(db_url), "-1")
+    command.downgrade(alembic_config(db_url), "0006")
     assert not {"trial_diagnostics", "trial_diagnostic_arrays"} & set(inspect(engine).get_table_names())
     upgrade(db_url)
     assert {"trial_diagnostics", "trial_diagnostic_arrays"} <= set(inspect(engine).get_table_names())

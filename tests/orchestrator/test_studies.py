@@ -257,6 +257,16 @@ def test_a_smoke_study_runs_end_to_end_and_a_second_run_reuses_every_trial(local
     assert again["reused_trials"] == again["planned_trials"] == run["planned_trials"]
     assert again["claims"] == run["claims"]  # the same results, the same verdicts
 
+    from orchestrator.db import make_engine, session_factory
+    from orchestrator.queries import study_runs_page
+
+    with session_factory(make_engine(db))() as s:  # each run recorded for /studies, newest first
+        recorded, total = study_runs_page(s)
+    assert total == 2 and [r.study for r in recorded] == ["state-size", "state-size"]
+    assert recorded[0].id > recorded[1].id and recorded[0].claims == again["claims"]
+    assert recorded[1].sweeps == run["sweeps"] and recorded[1].scale == "smoke"
+    assert recorded[1].created_at < recorded[1].finished_at <= recorded[0].created_at
+
 
 def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
     from api.cli import app
@@ -294,3 +304,30 @@ def test_a_study_figure_holds_the_plotted_numbers():
     # N = 8: seed 1 never got there and counts as the 3 steps run + 1
     assert list(line.get_ydata()) == pytest.approx([15.0, (40.0 + 4.0) / 2])
     assert figures["state-size-steps-to-threshold"].axes[0].get_xscale() == "log"
+
+
+def test_a_study_run_is_recorded_as_strict_json_and_a_rerun_adds_a_row(sessions):
+    import numpy as np
+
+    from orchestrator.db import transaction
+    from orchestrator.models import utcnow
+    from orchestrator.queries import study_runs_page
+    from orchestrator.studies.records import record_study_run
+
+    claims = [
+        {"id": "a", "value": float("nan"), "ci": [float("-inf"), np.float64(2.5)], "n": np.int64(3)},
+        {"id": "b", "value": 0.25, "ci": None, "n": 1, "verdict": "holds"},
+    ]
+    started = utcnow()
+    for _ in range(2):
+        with transaction(sessions) as s:
+            record_study_run(s, "ptd", "quick", {"diagonal": 1, "hippo": 2}, claims, started)
+    with sessions() as s:
+        runs, total = study_runs_page(s, limit=1)
+    assert total == 2 and len(runs) == 1 and runs[0].id == 2
+    assert runs[0].claims == [
+        {"id": "a", "value": None, "ci": [None, 2.5], "n": 3},
+        {"id": "b", "value": 0.25, "ci": None, "n": 1, "verdict": "holds"},
+    ]
+    assert runs[0].sweeps == {"diagonal": 1, "hippo": 2} and runs[0].created_at == started
+    assert runs[0].finished_at >= started
