@@ -9,12 +9,10 @@ import re
 
 import numpy as np
 import pytest
-from conftest import finish_trials, make_tokens, service_settings
-from fastapi.testclient import TestClient
+from conftest import finish_trials
 from sqlalchemy import select
 from test_pages import XSS, page, rows_of, submit, text_of
 
-from api.app import create_app
 from api.pages.page_figures import FigureCache
 from orchestrator import store
 from orchestrator.db import transaction
@@ -32,15 +30,6 @@ LAYER_INIT = {
     "memory_capacity": [2.0, 3.0],
 }
 LAYER_END = {**LAYER_INIT, "eigenvalues": [[[-0.7, 1.0]]], "memory_function": [[0.8, 0.6], [0.6, 0.2]]}
-
-
-@pytest.fixture
-def service(db_url, sessions_for):
-    """(client, sessions, tokens) for a fresh app on `db_url` (test_pages.py's)."""
-    sessions = sessions_for(db_url)
-    tokens = make_tokens(sessions, "alice")
-    with TestClient(create_app(service_settings(db_url))) as client:
-        yield client, sessions, tokens
 
 
 @pytest.fixture
