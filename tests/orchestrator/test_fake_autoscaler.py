@@ -1,0 +1,263 @@
+"""An autoscaling Ray cluster grows for the scheduler's pending trials and shrinks when the queue
+drains (issue 18 §4), on Ray's fake autoscaler: a head with no CPU, a node type `trial_worker`
+(1 CPU, 0 to 2 nodes) that Ray's `FakeMultiNodeProvider` launches as real Ray nodes on this machine.
+
+Ray's own `ray.cluster_utils.AutoscalingCluster` is not used, for three reasons (ray 2.60):
+its config starts from `fake_multi_node/example.yaml`, which the wheel does not ship
+(FileNotFoundError; the `fake_multinode` provider type reads the same file for its defaults); its
+head takes Ray's default port 6379, Redis's here, and the provider's nodes join 6379 unless the
+provider config names `gcs_address`; and its `start()`/`shutdown()` run `ray stop --force`, which
+kills every Ray process of the machine's user, the other pytest worker's too. `FakeAutoscalingCluster`
+starts the same head (`ray start --head --block --autoscaling-config`, RAY_FAKE_CLUSTER=1) on a free
+port, in a temp dir and a process session of its own, with the provider as an `external` one, and
+stops exactly the processes it started: the session's, every descendant of the head (the provider's
+nodes are children of the head's autoscaler process), and any process naming its temp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import fakes  # tests/orchestrator/fakes.py
+import pytest
+import ray
+from ray import cloudpickle
+from sqlalchemy import select
+
+from orchestrator import store
+from orchestrator.db import session_factory, make_engine, transaction, upgrade
+from orchestrator.models import Trial
+from orchestrator.scheduler import Scheduler
+from orchestrator.settings import Settings
+from orchestrator.spec import load_spec
+
+cloudpickle.register_pickle_by_value(fakes)
+
+PROVIDER = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
+HEAD_NODE_ID = "f" * 51 + "00000"  # the fake cluster's head (RAY_FAKE_CLUSTER); its nodes count up from it
+STORE_BYTES = 100 * 1024 * 1024  # each node's object store: small, the machine's memory is shared
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+class FakeAutoscalingCluster:
+    """A head with no CPU and Ray's autoscaler over `worker_types` (its `available_node_types`)."""
+
+    def __init__(self, worker_types: dict, idle_timeout_minutes: float):
+        from ray._private.services import get_node_ip_address
+
+        self.dir = Path(tempfile.mkdtemp(prefix="rayas-", dir="/tmp"))  # short: Ray's socket paths
+        self.port = free_port()
+        self.address = f"{get_node_ip_address()}:{self.port}"
+        self.config = {
+            "cluster_name": "fake",
+            "max_workers": sum(t["max_workers"] for t in worker_types.values()),
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": idle_timeout_minutes,
+            "provider": {
+                "type": "external",
+                "module": PROVIDER,
+                "gcs_address": self.address,  # else its nodes join port 6379
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+            },
+            "auth": {},
+            "available_node_types": {
+                "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+                **worker_types,
+            },
+            "head_node_type": "ray.head.default",
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+        }
+        self.head: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        config = self.dir / "autoscaling.json"
+        config.write_text(json.dumps(self.config))
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        # RAY_AUTH_MODE: `ray start` turns token auth on whenever ~/.ray/auth_token exists (any local
+        # `ray.init` writes one), while a driver joining an explicit address does not: say it here.
+        env.update(
+            {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "disabled"}
+        )
+        command = [
+            sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start", "--head",
+            "--block", f"--port={self.port}", f"--temp-dir={self.dir}", f"--autoscaling-config={config}",
+            "--num-cpus=0", f"--object-store-memory={STORE_BYTES}", "--include-dashboard=false",
+            f"--ray-client-server-port={free_port()}", "--dashboard-agent-listen-port=0",
+            "--disable-usage-stats",
+        ]  # fmt: skip
+        log = open(self.dir / "head.log", "wb")  # noqa: SIM115 (the head's whole life)
+        self.head = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while not (self.dir / "ray_current_cluster").exists():  # written once the head is up
+            if self.head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the fake cluster's head did not start:\n{self.head_log()}")
+            time.sleep(0.2)
+
+    def head_log(self) -> str:
+        return (self.dir / "head.log").read_text(errors="replace")[-4000:]
+
+    def processes(self) -> list[int]:
+        """Every live process of this cluster: the head's descendants (the provider's nodes are its
+        autoscaler's children), its session's, and any that names its temp dir (every Ray process of
+        it does: session dir, sockets, logs)."""
+        table = process_table()
+        mine = {pid for pid, (_, session, cmdline) in table.items() if str(self.dir) in cmdline}
+        if self.head is not None:
+            mine |= {pid for pid, (_, session, _) in table.items() if session == self.head.pid}
+            parents = {pid: ppid for pid, (ppid, _, _) in table.items()}
+            frontier = {self.head.pid}
+            while frontier:
+                mine |= frontier
+                frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - mine
+        return sorted(pid for pid in mine if pid in table and pid != os.getpid())
+
+    def shutdown(self, grace: float = 10.0) -> list[str]:
+        """SIGTERM to this cluster's processes, SIGKILL to what is left after `grace` seconds; the
+        command lines of those that had to be killed. Never `ray stop`: that is every Ray of the user."""
+        killed: list[str] = []
+        for _ in range(3):  # a process may start while the others stop (a worker, a node's agent)
+            pids = self.processes()
+            if not pids:
+                break
+            signal_all(pids, signal.SIGTERM)
+            if self.head is not None:
+                try:
+                    self.head.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    pass
+            deadline = time.monotonic() + grace
+            while (alive := [pid for pid in pids if pid in process_table()]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            table = process_table()
+            killed += [table[pid][2][:200] for pid in alive if pid in table]
+            signal_all(alive, signal.SIGKILL)
+        if self.head is not None and self.head.poll() is None:
+            self.head.kill()
+            self.head.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return killed
+
+
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """Live (not zombie) processes: pid → (parent pid, session id, command line), from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        state, ppid, _, session = stat[stat.rindex(")") + 2 :].split()[:4]
+        if state != "Z":
+            table[int(entry.name)] = (int(ppid), int(session), cmdline)
+    return table
+
+
+def signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def alive_nodes() -> dict[str, dict]:
+    return {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
+
+
+@pytest.fixture
+def autoscaling_cluster():
+    if ray.is_initialized():  # a Ray another test module of this process left running
+        ray.shutdown()
+    cluster = FakeAutoscalingCluster(
+        {
+            "trial_worker": {
+                "resources": {"CPU": 1, "object_store_memory": STORE_BYTES},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": 2,
+            }
+        },
+        idle_timeout_minutes=0.05,
+    )
+    try:
+        cluster.start()
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert not cluster.processes()
+
+
+def test_pending_trials_grow_the_cluster_and_it_shrinks_when_they_are_done(autoscaling_cluster, tmp_path):
+    assert set(alive_nodes()) == {HEAD_NODE_ID} and ray.cluster_resources().get("CPU", 0) == 0
+    url = f"sqlite:///{tmp_path / 'autoscale.db'}"
+    upgrade(url)
+    sessions = session_factory(make_engine(url))
+    spec = "name: grow\ntasks: [delay]\nseeds: [0, 1, 2, 3]\nmax_concurrent: 2\nresources: {cpus: 1}\n"
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(s, load_spec(spec)).id
+    settings = Settings(
+        database_url=url, checkpoint_dir=tmp_path / "ck", heartbeat_seconds=0.5, autoscaler_demand=True
+    )
+    scheduler = Scheduler(url, settings, train_fn=fakes.noop)
+    seen: dict[str, dict[str, float]] = {}  # every node alive during the sweep: its resources
+    looked_at = [0.0]
+
+    def look() -> None:
+        if time.monotonic() - looked_at[0] > 0.5:
+            seen.update({node_id: n["Resources"] for node_id, n in alive_nodes().items()})
+            looked_at[0] = time.monotonic()
+
+    started = time.monotonic()
+    try:
+        scheduler.run([sweep_id], timeout=120, after_pass=look)
+    finally:
+        scheduler.close()
+    ran_for = time.monotonic() - started
+
+    with sessions() as s:
+        trials = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id)).all()
+    assert [t.state for t in trials] == ["completed"] * 4
+    workers = {node_id: resources for node_id, resources in seen.items() if node_id != HEAD_NODE_ID}
+    assert 1 <= len(workers) <= 2  # the autoscaler launched nodes, no more than max_workers
+    assert all(resources["CPU"] == 1 for resources in workers.values())
+    assert {t.node_id for t in trials} <= set(workers)  # every trial ran on a launched node
+    assert scheduler.demand.requested == []  # the request was released
+
+    deadline = time.monotonic() + 60
+    while set(alive_nodes()) != {HEAD_NODE_ID} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(alive_nodes()) == {HEAD_NODE_ID}, f"idle nodes not removed: {alive_nodes()}"
+    print(f"sweep ran in {ran_for:.1f} s; nodes removed {time.monotonic() - started - ran_for:.1f} s later")
