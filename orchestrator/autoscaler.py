@@ -3,7 +3,8 @@
 The scheduler submits only the trials that fit the cluster now, so an autoscaler would never see the
 pending ones and never add nodes for them. `AutoscalerDemand.request` tells it, with
 `ray.autoscaler.sdk.request_resources`, the resources of every running trial and of the pending trials
-up to each sweep's `max_concurrent`, and releases the request (an empty one) when nothing is pending.
+up to each sweep's `max_concurrent`, and releases the request (an empty one) when nothing is pending
+and when the scheduler closes (`release`).
 The request is the whole demand, not an addition: the autoscaler sizes the cluster so that all the
 bundles fit at once, counting what runs. Sent only when it changed (a request persists until
 overridden). Used when `Settings.asks_autoscaler()` (on a RAY_ADDRESS cluster by default).
@@ -89,3 +90,21 @@ class AutoscalerDemand:
         request_resources(bundles=bundles)
         self.requested = bundles
         log.info("asked the autoscaler for %d trial bundles", len(bundles))
+
+    def release(self) -> None:
+        """Withdraw what was asked: a scheduler that stops (`Scheduler.close`) submits none of the
+        pending trials, so no node should be kept or added for them. A request outlives its driver in
+        the cluster's GCS; without this one from `ssmbench run` stopped early (timeout, Ctrl-C) would
+        hold nodes until another scheduler overrides it."""
+        if not self.requested:
+            return
+        import ray
+
+        if not ray.is_initialized():
+            log.warning("Ray is gone: the autoscaler still has a request for %d bundles", len(self.requested))
+            return
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[])
+        self.requested = []
+        log.info("withdrew the autoscaler request")

@@ -35,15 +35,7 @@ from . import lease, store
 from .autoscaler import AutoscalerDemand, pending_by_sweep
 from .db import make_engine, require_migrated, session_factory, transaction
 from .loop import LoopHealth, run_passes
-from .models import (
-    FINAL_SWEEP_STATES,
-    OPEN_SWEEP_STATES,
-    Sweep,
-    SweepState,
-    Trial,
-    TrialState,
-    utcnow,
-)
+from .models import FINAL_SWEEP_STATES, OPEN_SWEEP_STATES, Sweep, SweepState, Trial, TrialState, utcnow
 from .search import SearchCoordinator
 from .settings import Settings
 from .spec import SweepSpec
@@ -446,4 +438,5 @@ class Scheduler:
             self.search.close(self.sessions)  # tell Optuna about trials that finished since the last step
         if self.holds_lease:
             self.release_lease()
+        self.demand.release()  # no node is kept for trials no scheduler will submit
         self.engine.dispose()

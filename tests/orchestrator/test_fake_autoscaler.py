@@ -16,6 +16,7 @@ nodes are children of the head's autoscaler process), and any process naming its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from ray import cloudpickle
 from sqlalchemy import select
 
 from orchestrator import store
-from orchestrator.db import session_factory, make_engine, transaction, upgrade
+from orchestrator.db import make_engine, session_factory, transaction, upgrade
 from orchestrator.models import Trial
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
@@ -149,10 +150,8 @@ class FakeAutoscalingCluster:
                 break
             signal_all(pids, signal.SIGTERM)
             if self.head is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.head.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    pass
             deadline = time.monotonic() + grace
             while (alive := [pid for pid in pids if pid in process_table()]) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -185,10 +184,8 @@ def process_table() -> dict[int, tuple[int, int, str]]:
 
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def alive_nodes() -> dict[str, dict]:
