@@ -20,28 +20,56 @@ from orchestrator.autoscaler import demand_bundles
 from orchestrator.db import make_engine, session_factory, transaction, upgrade
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
-from orchestrator.spec import load_spec
+from orchestrator.spec import SpecError, load_spec, trial_bundle
 
 CPU1 = {"CPU": 1.0}
 GPU1 = {"CPU": 1.0, "GPU": 1.0}
 
 
 def test_nothing_pending_releases_the_request():
-    assert demand_bundles([(1, 1.0, 0.0)], [], 100) == []
-    assert demand_bundles([(1, 1.0, 0.0)], [(1, None, 0, 1.0, 0.0)], 100) == []
+    assert demand_bundles([(1, CPU1)], [], 100) == []
+    assert demand_bundles([(1, CPU1)], [(1, None, 0, CPU1)], 100) == []
 
 
 def test_running_trials_count_and_pending_ones_are_capped_by_max_concurrent():
     # sweep 1 runs 2 of max 3: one more of its 5 pending; sweep 2 (no cap): all 3 pending
-    bundles = demand_bundles(
-        [(1, 1.0, 0.0), (1, 1.0, 0.0)], [(1, 3, 5, 1.0, 0.0), (2, None, 3, 1.0, 1.0)], 100
-    )
+    bundles = demand_bundles([(1, CPU1), (1, CPU1)], [(1, 3, 5, CPU1), (2, None, 3, GPU1)], 100)
     assert bundles == [CPU1, CPU1, CPU1, GPU1, GPU1, GPU1]
 
 
 def test_a_sweep_at_its_limit_asks_for_nothing_more_and_the_total_is_bounded():
-    assert demand_bundles([(1, 2.0, 0.0)], [(1, 1, 4, 2.0, 0.0)], 100) == [{"CPU": 2.0}]
-    assert demand_bundles([], [(1, None, 50, 1.0, 0.0), (2, None, 50, 1.0, 1.0)], 10) == [CPU1] * 10
+    assert demand_bundles([(1, {"CPU": 2.0})], [(1, 1, 4, {"CPU": 2.0})], 100) == [{"CPU": 2.0}]
+    assert demand_bundles([], [(1, None, 50, CPU1), (2, None, 50, GPU1)], 10) == [CPU1] * 10
+
+
+def test_custom_resources_are_asked_for_with_the_cpus_and_gpus():
+    spec = load_spec("name: c\ntasks: [delay]\nresources: {cpus: 2, custom: {trial_worker: 1, tpu: 0.5}}\n")
+    bundle = spec.resources.ray_bundle()
+    assert bundle == {"CPU": 2.0, "trial_worker": 1.0, "tpu": 0.5}
+    assert demand_bundles([], [(1, 2, 5, bundle)], 100) == [bundle, bundle]
+    assert trial_bundle({"cpus": 1, "gpus": 0.5}) == {"CPU": 1.0, "GPU": 0.5}  # stored before `custom`
+
+
+@pytest.mark.parametrize(
+    "custom",
+    [
+        "{CPU: 1}",
+        "{memory: 1}",
+        "{'1abc': 1}",
+        "{'a b': 1}",
+        "{w: 0}",
+        "{w: 0.00001}",
+        "{w: 2000000}",
+        "{w: x}",
+    ],
+)
+def test_custom_resources_that_ray_would_refuse_are_spec_errors(custom):
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: c\ntasks: [delay]\nresources: {{custom: {custom}}}\n")
+    assert info.value.path.startswith("resources.custom"), info.value.path
+    many = ", ".join(f"r{i}: 1" for i in range(17))
+    with pytest.raises(SpecError):
+        load_spec(f"name: c\ntasks: [delay]\nresources: {{custom: {{{many}}}}}\n")
 
 
 def requested_bundles() -> list[dict[str, float]]:
