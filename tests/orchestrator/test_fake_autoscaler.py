@@ -100,6 +100,7 @@ class FakeAutoscalingCluster:
         }
         self.head_cpus = head_cpus
         self.head: subprocess.Popen | None = None
+        self.session = -1  # the head's session id (its pid: a session of its own)
 
     def start(self, timeout: float = 60.0) -> None:
         config = self.dir / "autoscaling.json"
@@ -117,10 +118,11 @@ class FakeAutoscalingCluster:
             f"--ray-client-server-port={free_port()}", "--dashboard-agent-listen-port=0",
             "--disable-usage-stats",
         ]  # fmt: skip
-        log = open(self.dir / "head.log", "wb")  # noqa: SIM115 (the head's whole life)
-        self.head = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.dir / "head.log", "wb") as log:  # the head writes to its own copy of the file
+            self.head = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.session = self.head.pid
         deadline = time.monotonic() + timeout
         while not (self.dir / "ray_current_cluster").exists():  # written once the head is up
             if self.head.poll() is not None or time.monotonic() > deadline:
@@ -131,13 +133,16 @@ class FakeAutoscalingCluster:
         return (self.dir / "head.log").read_text(errors="replace")[-4000:]
 
     def processes(self) -> list[int]:
-        """Every live process of this cluster: the head's descendants (the provider's nodes are its
-        autoscaler's children), its session's, and any that names its temp dir (every Ray process of
-        it does: session dir, sockets, logs)."""
+        """Every live process of this cluster: those of the head's session, the head's descendants (the
+        provider's nodes are children of the head's autoscaler), and any that names the temp dir (the
+        session dir, sockets and logs are there; the agents rename themselves `ray::…`)."""
         table = process_table()
-        mine = {pid for pid, (_, session, cmdline) in table.items() if str(self.dir) in cmdline}
-        if self.head is not None:
-            mine |= {pid for pid, (_, session, _) in table.items() if session == self.head.pid}
+        mine = {
+            pid
+            for pid, (_, session, cmdline) in table.items()
+            if str(self.dir) in cmdline or session == self.session
+        }
+        if self.head is not None and self.head.returncode is None:  # not reaped: its pid is still its
             parents = {pid: ppid for pid, (ppid, _, _) in table.items()}
             frontier = {self.head.pid}
             while frontier:
@@ -145,23 +150,21 @@ class FakeAutoscalingCluster:
                 frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - mine
         return sorted(pid for pid in mine if pid in table and pid != os.getpid())
 
-    def shutdown(self, grace: float = 10.0) -> None:
-        """SIGTERM to this cluster's processes, SIGKILL to what is left after `grace` seconds.
-        Never `ray stop`: that stops every Ray of the machine's user."""
-        for _ in range(3):  # a process may start while the others stop (a worker, a node's agent)
+    def shutdown(self, grace: float = 3.0) -> None:
+        """SIGTERM to this cluster's processes, SIGKILL to what is left after `grace` seconds (some
+        take 10 s to go), twice: a process may start while the others stop (a node's agent). Never
+        `ray stop`: that stops every Ray of the machine's user."""
+        for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
             pids = self.processes()
             if not pids:
                 break
-            signal_all(pids, signal.SIGTERM)
-            if self.head is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.head.wait(timeout=grace)
+            signal_all(pids, signum)
             deadline = time.monotonic() + grace
-            while (alive := [pid for pid in pids if pid in process_table()]) and time.monotonic() < deadline:
+            while time.monotonic() < deadline and set(pids) & process_table().keys():
                 time.sleep(0.2)
-            signal_all(alive, signal.SIGKILL)
-        if self.head is not None and self.head.poll() is None:
-            self.head.kill()
+        if self.head is not None:
+            if self.head.poll() is None:
+                self.head.kill()
             self.head.wait(timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
