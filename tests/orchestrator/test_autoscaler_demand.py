@@ -103,19 +103,6 @@ def local_ray():
     ray.shutdown()
 
 
-def gpu_sweep(tmp_path) -> tuple:
-    """A sweep of five GPU trials, two at a time, on a CPU-only local Ray (they fit nowhere until the
-    autoscaler adds a GPU node), and a scheduler that asks the autoscaler: (sessions, sweep, scheduler)."""
-    url = f"sqlite:///{tmp_path / 'demand.db'}"
-    upgrade(url)
-    sessions = session_factory(make_engine(url))
-    spec = "name: gpu\ntasks: [delay]\nseeds: [0, 1, 2, 3, 4]\nmax_concurrent: 2\nresources: {cpus: 1, gpus: 1}\n"
-    with transaction(sessions) as s:
-        sweep_id = store.create_sweep(s, load_spec(spec)).id
-    settings = Settings(database_url=url, checkpoint_dir=tmp_path / "ck", autoscaler_demand=True)
-    return sessions, sweep_id, Scheduler(url, settings)
-
-
 def test_pending_trials_that_fit_nowhere_are_asked_for_and_released_when_the_queue_drains(
     local_ray, tmp_path
 ):
@@ -134,6 +121,19 @@ def test_pending_trials_that_fit_nowhere_are_asked_for_and_released_when_the_que
     finally:
         scheduler.close()
         request_resources(bundles=[])
+
+
+def gpu_sweep(tmp_path) -> tuple:
+    """A sweep of five GPU trials, two at a time, on a CPU-only local Ray (they fit nowhere until the
+    autoscaler adds a GPU node), and a scheduler that asks the autoscaler: (sessions, sweep, scheduler)."""
+    url = f"sqlite:///{tmp_path / 'demand.db'}"
+    upgrade(url)
+    sessions = session_factory(make_engine(url))
+    spec = "name: gpu\ntasks: [delay]\nseeds: [0, 1, 2, 3, 4]\nmax_concurrent: 2\nresources: {cpus: 1, gpus: 1}\n"
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(s, load_spec(spec)).id
+    settings = Settings(database_url=url, checkpoint_dir=tmp_path / "ck", autoscaler_demand=True)
+    return sessions, sweep_id, Scheduler(url, settings)
 
 
 def test_a_scheduler_that_stops_withdraws_its_request(local_ray, tmp_path):

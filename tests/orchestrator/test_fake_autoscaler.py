@@ -226,7 +226,8 @@ def test_pending_trials_grow_the_cluster_and_it_shrinks_when_they_are_done(autos
     assert set(alive_nodes()) == {HEAD_NODE_ID} and "trial_worker" not in ray.cluster_resources()
     url = f"sqlite:///{tmp_path / 'autoscale.db'}"
     upgrade(url)
-    sessions = session_factory(make_engine(url))
+    engine = make_engine(url)
+    sessions = session_factory(engine)
     spec = (
         "name: grow\ntasks: [delay]\nseeds: [0, 1, 2, 3]\nmax_concurrent: 2\n"
         "resources: {cpus: 1, custom: {trial_worker: 1}}\n"  # the head has a CPU, no trial_worker
@@ -248,11 +249,14 @@ def test_pending_trials_grow_the_cluster_and_it_shrinks_when_they_are_done(autos
     try:
         scheduler.run([sweep_id], timeout=120, after_pass=look)
         left_asked = requested_bundles()  # what the autoscaler reads once the sweep is done
+        looked_at[0] = 0.0
+        look()  # a node that joined in the last half second (idle ones stay 3 s)
     finally:
         scheduler.close()
 
     with sessions() as s:
         trials = s.scalars(select(Trial).where(Trial.sweep_id == sweep_id)).all()
+    engine.dispose()
     assert [t.state for t in trials] == ["completed"] * 4
     workers = {node_id: resources for node_id, resources in seen.items() if node_id != HEAD_NODE_ID}
     assert 1 <= len(workers) <= 2  # the autoscaler launched nodes, no more than max_workers
