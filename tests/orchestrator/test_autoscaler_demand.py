@@ -1,10 +1,8 @@
 """The scheduler asks the Ray autoscaler for what its pending trials need (issue 18 §4).
 
 `demand_bundles` is checked against bundles written out by hand; the request itself is read back from
-a real local Ray's GCS, where the autoscaler reads it. Ray's fake autoscaling cluster
-(`ray.cluster_utils.AutoscalingCluster`) is not used: its `start()` and `shutdown()` run
-`ray stop --force`, which kills every Ray process of the machine's user (other test runs' too), and
-its head takes Ray's default port 6379, Redis's here.
+a real local Ray's GCS, where the autoscaler reads it. That the autoscaler acts on it (adds nodes for
+the pending trials, removes them once the queue drained) is test_fake_autoscaler.py.
 """
 
 from __future__ import annotations
