@@ -35,18 +35,10 @@ from . import lease, store
 from .autoscaler import AutoscalerDemand, pending_by_sweep
 from .db import make_engine, require_migrated, session_factory, transaction
 from .loop import LoopHealth, run_passes
-from .models import (
-    FINAL_SWEEP_STATES,
-    OPEN_SWEEP_STATES,
-    Sweep,
-    SweepState,
-    Trial,
-    TrialState,
-    utcnow,
-)
+from .models import FINAL_SWEEP_STATES, OPEN_SWEEP_STATES, Sweep, SweepState, Trial, TrialState, utcnow
 from .search import SearchCoordinator
 from .settings import Settings
-from .spec import SweepSpec
+from .spec import SweepSpec, trial_bundle
 from .worker import Trainer, TrialJob, run_trial, task_database_url
 
 log = logging.getLogger(__name__)
@@ -59,8 +51,7 @@ class InFlight:
     trial_id: int
     sweep_id: int
     attempt: int
-    cpus: float
-    gpus: float
+    bundle: dict[str, float]  # its Ray resources: {"CPU": 1.0, "GPU": 1.0, custom ones}
 
 
 class Scheduler:
@@ -300,17 +291,18 @@ class Scheduler:
             self._totals = (time.monotonic(), totals)
         return totals
 
-    def _capacity(self) -> tuple[float, float]:
-        """Free CPUs and GPUs: the cluster's totals minus what our in-flight trials asked for."""
-        totals = self._cluster_totals()
-        used_cpus = sum(f.cpus for f in self.in_flight.values())
-        used_gpus = sum(f.gpus for f in self.in_flight.values())
-        return totals.get("CPU", 0.0) - used_cpus, totals.get("GPU", 0.0) - used_gpus
+    def _capacity(self) -> dict[str, float]:
+        """Free resources (CPU, GPU, custom): the cluster's totals minus what our in-flight trials asked for."""
+        free = dict(self._cluster_totals())
+        for flight in self.in_flight.values():
+            for name, amount in flight.bundle.items():
+                free[name] = free.get(name, 0.0) - amount
+        return free
 
     def _start_pending(self) -> int:
         """Claim pending trials that fit (priority, then age) in one transaction and submit them."""
-        free_cpus, free_gpus = self._capacity()
-        if free_cpus <= 1e-9 and free_gpus <= 1e-9:
+        free = self._capacity()
+        if free.get("CPU", 0.0) <= 1e-9 and free.get("GPU", 0.0) <= 1e-9:
             return 0
         per_sweep: dict[int, int] = {}
         for flight in self.in_flight.values():
@@ -321,28 +313,27 @@ class Scheduler:
                 .join(Sweep, Sweep.id == Trial.sweep_id)
                 .where(Trial.state == TrialState.PENDING, Sweep.state.in_(OPEN_SWEEP_STATES))
                 .order_by(Sweep.priority.desc(), Trial.id)
-                .limit(max(1, math.ceil(free_cpus)) * 4 + 16)
+                .limit(max(1, math.ceil(free.get("CPU", 0.0))) * 4 + 16)
             ).all()
         chosen, broken = [], {}
         for trial_id, sweep_id, resources, max_concurrent in candidates:
             if sweep_id in broken:
                 continue
             try:
-                cpus, gpus = float(resources.get("cpus", 1.0)), float(resources.get("gpus", 0.0))
+                bundle = trial_bundle(resources)
             except Exception as err:  # not a mapping of numbers: stored by hand, or by a bug
                 broken[sweep_id] = (
                     store.failure_reason(f"trial {trial_id}'s resources do not read", err),
                     err,
                 )
                 continue
-            if cpus > free_cpus + 1e-9 or gpus > free_gpus + 1e-9:
+            if any(amount > free.get(name, 0.0) + 1e-9 for name, amount in bundle.items()):
                 continue
             if max_concurrent is not None and per_sweep.get(sweep_id, 0) >= max_concurrent:
                 continue
-            chosen.append((trial_id, sweep_id, cpus, gpus))
+            chosen.append((trial_id, sweep_id, bundle))
             per_sweep[sweep_id] = per_sweep.get(sweep_id, 0) + 1
-            free_cpus -= cpus
-            free_gpus -= gpus
+            free.update({name: free.get(name, 0.0) - amount for name, amount in bundle.items()})
         for sweep_id, (reason, err) in broken.items():
             self._fail_sweep(sweep_id, reason, err)
         chosen = [c for c in chosen if c[1] not in broken]
@@ -350,7 +341,7 @@ class Scheduler:
             return 0
         with transaction(self.sessions) as s:
             attempts = store.claim_many(s, [trial_id for trial_id, *_ in chosen])
-        for trial_id, sweep_id, cpus, gpus in chosen:
+        for trial_id, sweep_id, bundle in chosen:
             attempt = attempts.get(trial_id)
             if attempt is None:  # claimed meanwhile by someone else
                 continue
@@ -364,8 +355,10 @@ class Scheduler:
                 train_fn=self.train_fn,
                 epoch_hook=self.search.epoch_hook(sweep_id) if self.search is not None else None,
             )
-            ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(job)
-            self.in_flight[trial_id] = InFlight(ref, trial_id, sweep_id, attempt, cpus, gpus)
+            custom = {name: amount for name, amount in bundle.items() if name not in ("CPU", "GPU")}
+            options = {"num_cpus": bundle["CPU"], "num_gpus": bundle.get("GPU", 0.0), "resources": custom}
+            ref = self._remote.options(**options).remote(job)
+            self.in_flight[trial_id] = InFlight(ref, trial_id, sweep_id, attempt, bundle)
         return len(chosen)
 
     # --- autoscaling demand ------------------------------------------------------------------------
@@ -373,7 +366,7 @@ class Scheduler:
         """Tell the autoscaler what our running and pending trials need (`orchestrator.autoscaler`)."""
         with self.sessions() as s:
             pending = pending_by_sweep(s, self._specs)
-        in_flight = [(f.sweep_id, f.cpus, f.gpus) for f in self.in_flight.values()]
+        in_flight = [(f.sweep_id, f.bundle) for f in self.in_flight.values()]
         self.demand.request(in_flight, pending, self.settings.max_demand_bundles)
 
     # --- driving it -----------------------------------------------------------------------------
@@ -446,4 +439,5 @@ class Scheduler:
             self.search.close(self.sessions)  # tell Optuna about trials that finished since the last step
         if self.holds_lease:
             self.release_lease()
+        self.demand.release()  # no node is kept for trials no scheduler will submit
         self.engine.dispose()

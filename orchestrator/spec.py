@@ -71,6 +71,7 @@ __all__ = [
     "locate",
     "parse_spec",
     "plan",
+    "trial_bundle",
     "validate_spec",
 ]
 
@@ -85,10 +86,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+CustomResourceName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")]
+CustomResourceAmount = Annotated[float, Field(ge=0.0001, le=1_000_000)]  # Ray's precision is 0.0001
+
+
 class Resources(_Strict):
     # Ray's resources of one trial; no node has more than 1024 CPUs or 64 GPUs.
     cpus: float = Field(1.0, gt=0, le=1024, description="CPUs of one trial (fractions share a CPU)")
     gpus: float = Field(0.0, ge=0, le=64, description="GPUs of one trial (fractions share a GPU)")
+    custom: dict[CustomResourceName, CustomResourceAmount] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Ray custom resources of one trial, e.g. `{trial_worker: 1}`: the nodes (node types "
+        "of an autoscaling cluster) that offer them; not checked against the nodes there are now",
+    )
+
+    @field_validator("custom")
+    @classmethod
+    def _not_builtin(cls, custom: dict[str, float]) -> dict[str, float]:
+        if builtin := [name for name in custom if name in RAY_BUILTIN_RESOURCES]:
+            raise ValueError(f"{builtin[0]} is Ray's own resource, not a custom one (use cpus, gpus)")
+        return custom
+
+    def ray_bundle(self) -> dict[str, float]:
+        """One trial's resources as Ray names them: `{"CPU": 1.0, "GPU": 1.0, "trial_worker": 1.0}`."""
+        return trial_bundle(self.model_dump())
+
+
+def trial_bundle(resources: dict[str, Any]) -> dict[str, float]:
+    """A trial's stored resources (`Resources.model_dump()`, maybe from an older version without
+    `custom`) as a Ray resource bundle; raises on what is not a number."""
+    bundle = {"CPU": float(resources.get("cpus", 1.0)), "GPU": float(resources.get("gpus", 0.0))}
+    bundle.update({str(name): float(amount) for name, amount in (resources.get("custom") or {}).items()})
+    return {name: amount for name, amount in bundle.items() if amount or name == "CPU"}
 
 
 class Budget(_Strict):

@@ -1,10 +1,8 @@
 """The scheduler asks the Ray autoscaler for what its pending trials need (issue 18 §4).
 
 `demand_bundles` is checked against bundles written out by hand; the request itself is read back from
-a real local Ray's GCS, where the autoscaler reads it. Ray's fake autoscaling cluster
-(`ray.cluster_utils.AutoscalingCluster`) is not used: its `start()` and `shutdown()` run
-`ray stop --force`, which kills every Ray process of the machine's user (other test runs' too), and
-its head takes Ray's default port 6379, Redis's here.
+a real local Ray's GCS, where the autoscaler reads it. That the autoscaler acts on it (adds nodes for
+the pending trials, removes them once the queue drained) is test_fake_autoscaler.py.
 """
 
 from __future__ import annotations
@@ -19,28 +17,34 @@ from orchestrator.autoscaler import demand_bundles
 from orchestrator.db import make_engine, session_factory, transaction, upgrade
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import Settings
-from orchestrator.spec import load_spec
+from orchestrator.spec import load_spec, trial_bundle
 
 CPU1 = {"CPU": 1.0}
 GPU1 = {"CPU": 1.0, "GPU": 1.0}
 
 
 def test_nothing_pending_releases_the_request():
-    assert demand_bundles([(1, 1.0, 0.0)], [], 100) == []
-    assert demand_bundles([(1, 1.0, 0.0)], [(1, None, 0, 1.0, 0.0)], 100) == []
+    assert demand_bundles([(1, CPU1)], [], 100) == []
+    assert demand_bundles([(1, CPU1)], [(1, None, 0, CPU1)], 100) == []
 
 
 def test_running_trials_count_and_pending_ones_are_capped_by_max_concurrent():
     # sweep 1 runs 2 of max 3: one more of its 5 pending; sweep 2 (no cap): all 3 pending
-    bundles = demand_bundles(
-        [(1, 1.0, 0.0), (1, 1.0, 0.0)], [(1, 3, 5, 1.0, 0.0), (2, None, 3, 1.0, 1.0)], 100
-    )
+    bundles = demand_bundles([(1, CPU1), (1, CPU1)], [(1, 3, 5, CPU1), (2, None, 3, GPU1)], 100)
     assert bundles == [CPU1, CPU1, CPU1, GPU1, GPU1, GPU1]
 
 
 def test_a_sweep_at_its_limit_asks_for_nothing_more_and_the_total_is_bounded():
-    assert demand_bundles([(1, 2.0, 0.0)], [(1, 1, 4, 2.0, 0.0)], 100) == [{"CPU": 2.0}]
-    assert demand_bundles([], [(1, None, 50, 1.0, 0.0), (2, None, 50, 1.0, 1.0)], 10) == [CPU1] * 10
+    assert demand_bundles([(1, {"CPU": 2.0})], [(1, 1, 4, {"CPU": 2.0})], 100) == [{"CPU": 2.0}]
+    assert demand_bundles([], [(1, None, 50, CPU1), (2, None, 50, GPU1)], 10) == [CPU1] * 10
+
+
+def test_custom_resources_are_asked_for_with_the_cpus_and_gpus():
+    spec = load_spec("name: c\ntasks: [delay]\nresources: {cpus: 2, custom: {trial_worker: 1, tpu: 0.5}}\n")
+    bundle = spec.resources.ray_bundle()
+    assert bundle == {"CPU": 2.0, "trial_worker": 1.0, "tpu": 0.5}
+    assert demand_bundles([], [(1, 2, 5, bundle)], 100) == [bundle, bundle]
+    assert trial_bundle({"cpus": 1, "gpus": 0.5}) == {"CPU": 1.0, "GPU": 0.5}  # stored before `custom`
 
 
 def requested_bundles() -> list[dict[str, float]]:
@@ -68,15 +72,7 @@ def requested_bundles() -> list[dict[str, float]]:
 def test_pending_trials_that_fit_nowhere_are_asked_for_and_released_when_the_queue_drains(
     local_ray, tmp_path
 ):
-    url = f"sqlite:///{tmp_path / 'demand.db'}"
-    upgrade(url)
-    sessions = session_factory(make_engine(url))
-    # GPU trials on a CPU-only local Ray: they fit nowhere until the autoscaler adds a GPU node
-    spec = "name: gpu\ntasks: [delay]\nseeds: [0, 1, 2, 3, 4]\nmax_concurrent: 2\nresources: {cpus: 1, gpus: 1}\n"
-    with transaction(sessions) as s:
-        sweep_id = store.create_sweep(s, load_spec(spec)).id
-    settings = Settings(database_url=url, checkpoint_dir=tmp_path / "ck", autoscaler_demand=True)
-    scheduler = Scheduler(url, settings)
+    sessions, sweep_id, scheduler = gpu_sweep(tmp_path)
     request_resources(bundles=[])
     try:
         scheduler.step()
@@ -91,6 +87,32 @@ def test_pending_trials_that_fit_nowhere_are_asked_for_and_released_when_the_que
     finally:
         scheduler.close()
         request_resources(bundles=[])
+
+
+def gpu_sweep(tmp_path) -> tuple:
+    """A sweep of five GPU trials, two at a time, on a CPU-only local Ray (they fit nowhere until the
+    autoscaler adds a GPU node), and a scheduler that asks the autoscaler: (sessions, sweep, scheduler)."""
+    url = f"sqlite:///{tmp_path / 'demand.db'}"
+    upgrade(url)
+    sessions = session_factory(make_engine(url))
+    spec = "name: gpu\ntasks: [delay]\nseeds: [0, 1, 2, 3, 4]\nmax_concurrent: 2\nresources: {cpus: 1, gpus: 1}\n"
+    with transaction(sessions) as s:
+        sweep_id = store.create_sweep(s, load_spec(spec)).id
+    settings = Settings(database_url=url, checkpoint_dir=tmp_path / "ck", autoscaler_demand=True)
+    return sessions, sweep_id, Scheduler(url, settings)
+
+
+def test_a_scheduler_that_stops_withdraws_its_request(local_ray, tmp_path):
+    _, _, scheduler = gpu_sweep(tmp_path)
+    request_resources(bundles=[])
+    try:
+        scheduler.step()
+        assert requested_bundles() == [GPU1, GPU1]
+    finally:
+        scheduler.close()  # its trials still pending: nobody will submit them
+    assert requested_bundles() == []
+    assert scheduler.demand.requested == []
+    request_resources(bundles=[])
 
 
 def test_the_demand_is_asked_only_on_clusters_unless_set(monkeypatch):

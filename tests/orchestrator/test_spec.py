@@ -181,6 +181,26 @@ def test_a_search_error_under_a_dotted_key_names_its_path_and_line():
     assert info.value.line == 11 and "not a valid d_model" in info.value.message
 
 
+@pytest.mark.parametrize(
+    "custom",
+    [
+        "{CPU: 1}",
+        "{memory: 1}",
+        "{'1abc': 1}",
+        "{'a b': 1}",
+        "{w: 0}",
+        "{w: 0.00001}",
+        "{w: 2000000}",
+        "{w: x}",
+        "{" + ", ".join(f"r{i}: 1" for i in range(17)) + "}",  # 16 at most
+    ],
+)
+def test_custom_resources_that_ray_would_refuse_are_spec_errors(custom):
+    with pytest.raises(SpecError) as info:
+        load_spec(f"name: c\ntasks: [delay]\nresources: {{custom: {custom}}}\n")
+    assert info.value.path.startswith("resources.custom"), info.value.path
+
+
 def test_the_trial_budget_is_what_the_sweep_stores():
     grid = load_spec(QUICKSTART + "budget: {max_trials: 3}\n")
     assert grid.trial_budget() == grid.n_trials() == 2 * 2 * 2 * 2 * 2  # a grid plans every trial
