@@ -77,7 +77,7 @@ __all__ = [
 
 GRID_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelConfig, "optim": OptimConfig}
 
-SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+SEED_MAX = 2**31 - 1  # the trials table stores a seed as a 32-bit signed integer (PostgreSQL INTEGER)
 MAX_TASKS = 64
 MAX_SEEDS = 1_000
 

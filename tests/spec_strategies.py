@@ -33,7 +33,7 @@ def task_entries(draw) -> Any:
                 "seq_len": st.integers(1, 512),
                 "n_train": st.integers(1, 5000),
                 "n_val": st.integers(1, 500),
-                "seed": st.integers(0, 2**32 - 1),
+                "seed": st.integers(0, 2**31 - 1),
             },
         )
     )
@@ -92,7 +92,7 @@ def valid_specs(draw, max_cpus: float = 2.0) -> dict[str, Any]:
         "optim": optim_sections
         if search is None
         else optim_sections.map(lambda o: {k: v for k, v in o.items() if not isinstance(v, list)}),
-        "seeds": st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=2, unique=True),
+        "seeds": st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=2, unique=True),
         "resources": st.fixed_dictionaries({"cpus": st.sampled_from([0.25, 0.5, 1.0, max_cpus])}),
         "max_concurrent": st.integers(1, 8),
     }
