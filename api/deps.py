@@ -51,6 +51,13 @@ class ServiceSettings(Settings):
         ge=0,
         description="a cached leaderboard is recomputed when a result is added, and at the latest after this",
     )
+    read_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="anonymous API reads are answered from memory for at most this long; a write through "
+        "this process drops them at once, another process's writes show within it (0: off; api.read_cache)",
+    )
     # Per-owner quotas (admins are exempt): a submission past either is a 429 with Retry-After.
     max_open_sweeps_per_owner: int = Field(
         20, ge=1, description="pending or running sweeps one token may have at a time"
