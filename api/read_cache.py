@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .deps import API_PREFIX
@@ -101,8 +102,11 @@ def _forget_rollback(connection) -> None:
 
 
 class Entry(NamedTuple):
-    """One kept answer: its headers (without content-length/-encoding), bodies, tag and route."""
+    """One answer of the routes: its headers (without content-length), bodies, tag and route, and
+    whether it may be kept (a 200 of at most MAX_BODY_BYTES that no write raced)."""
 
+    keep: bool
+    status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
     gzipped: bytes | None
@@ -125,6 +129,10 @@ def _not_modified(if_none_match: bytes | None, etag: bytes) -> bool:
         return False
     tags = {tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")}
     return b"*" in tags or etag.removeprefix(b"W/") in tags
+
+
+def _compressible(headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    return len(body) >= GZIP_MINIMUM_BYTES and all(n != b"content-encoding" for n, _ in headers)
 
 
 class ReadCacheMiddleware:
@@ -151,7 +159,7 @@ class ReadCacheMiddleware:
         entry = self._kept(key)
         if entry is None:
             entry = await self._compute_once(key, scope)
-            if entry is None:  # not a keepable answer (an error, too large): the routes answer it
+            if entry is None:  # its computation failed in another request: this one tries again
                 await self.app(scope, receive, send)
                 return
         elif time.monotonic() - entry.born > self.seconds / 2 and key not in self._computing:
@@ -188,7 +196,7 @@ class ReadCacheMiddleware:
         entry = None
         try:
             entry = await self._run(scope)
-            if entry is not None:
+            if entry.keep:
                 self._entries[key] = entry
                 self._entries.move_to_end(key)
                 while len(self._entries) > MAX_ENTRIES:
@@ -198,8 +206,8 @@ class ReadCacheMiddleware:
             future.set_result(entry)
         return entry
 
-    async def _run(self, scope: Scope) -> Entry | None:
-        """The routes' answer to `scope` without the client's encoding and validators, if keepable."""
+    async def _run(self, scope: Scope) -> Entry:
+        """The routes' answer to `scope`, asked without the client's encoding and validators."""
         writes, born = WRITES.value, time.monotonic()
         inner = {**scope, "headers": [(n, v) for n, v in scope["headers"] if n not in _STRIPPED]}
         start: Message = {}
@@ -220,36 +228,38 @@ class ReadCacheMiddleware:
                 chunks.append(message.get("body", b""))
 
         await self.app(inner, receive, capture)
-        body = b"".join(chunks)
-        headers = [
-            (n, v) for n, v in start.get("headers", []) if n not in (b"content-length", b"content-encoding")
-        ]
+        body, status = b"".join(chunks), start["status"]
+        headers = [(n, v) for n, v in start.get("headers", []) if n != b"content-length"]
         if (
-            start.get("status") != 200
+            status != 200
             or len(body) > MAX_BODY_BYTES
-            or any(n in (b"set-cookie", b"content-encoding") for n, _ in start.get("headers", []))
+            or any(n in (b"set-cookie", b"content-encoding") for n, _ in headers)
             or WRITES.value != writes  # a write committed meanwhile: this answer may predate it
-        ):
-            return None
+        ):  # answered as it is (to this request and those that waited for it), not kept
+            return Entry(False, status, headers, body, None, b"", inner.get("route"), born, writes)
         gzipped = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MINIMUM_BYTES else None
         etag = _etag_of(headers, body)
         headers = [(n, v) for n, v in headers if n not in (b"etag", b"cache-control", b"vary")]
         headers += [(b"etag", etag), (b"cache-control", b"no-cache"), (b"vary", b"Accept-Encoding")]
-        return Entry(headers, body, gzipped, etag, inner.get("route"), born, writes)
+        return Entry(True, 200, headers, body, gzipped, etag, inner.get("route"), born, writes)
 
     async def _answer(self, scope: Scope, send: Send, entry: Entry) -> None:
         if entry.route is not None:
             scope["route"] = entry.route  # the request metrics label by it
         request_headers = dict(scope["headers"])
         headers = list(entry.headers)
-        if _not_modified(request_headers.get(b"if-none-match"), entry.etag):
+        if entry.etag and _not_modified(request_headers.get(b"if-none-match"), entry.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = entry.body
-        if entry.gzipped is not None and b"gzip" in request_headers.get(b"accept-encoding", b""):
-            body = entry.gzipped
+        body, gzipped = entry.body, entry.gzipped
+        takes_gzip = b"gzip" in request_headers.get(b"accept-encoding", b"")
+        if takes_gzip and not entry.keep and _compressible(headers, body):  # as GZipMiddleware would
+            gzipped = await run_in_threadpool(gzip.compress, body, 6, mtime=0)  # ~10 MB: off the loop
+            headers.append((b"vary", b"Accept-Encoding"))
+        if gzipped is not None and takes_gzip:
+            body = gzipped
             headers.append((b"content-encoding", b"gzip"))
         headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
