@@ -8,8 +8,9 @@ import gzip
 import sqlite3
 import time
 
+import anyio.to_thread
 import httpx
-from conftest import GRID_YAML, bearer, finish_trials, make_tokens, service_settings
+from conftest import GRID_YAML, ThreadedServer, bearer, finish_trials, make_tokens, service_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 
@@ -210,3 +211,33 @@ def test_an_entry_past_half_its_age_is_refreshed_in_the_background_and_never_ser
             return first, kept, refreshed, expired
 
     assert asyncio.run(run()) == (1, 1, 2, 3)
+
+
+# --- the database path under more concurrent requests than threads ---------------------------------
+
+
+def test_reads_answer_under_more_concurrent_requests_than_threads_and_connections(sqlite_url, sessions_for):
+    """A sync route whose answer FastAPI validates (a model or dict returned) does so in a second hop
+    to the thread pool: its session must have given its pooled connection back by then, or with every
+    thread waiting for a connection nothing is answered until the pool's 30 s timeout."""
+    token = make_tokens(sessions_for(sqlite_url), "alice")["alice"]
+    with ThreadedServer(service_settings(sqlite_url, read_cache_seconds=0)) as server:
+
+        @server.app.get("/test/few-threads", include_in_schema=False)
+        async def few_threads() -> dict[str, int]:  # this loop's thread limit, as a loaded server's
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 4
+            return {"threads": 4}
+
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            sweep_id = client.post(
+                "/api/v1/sweeps", content=GRID_YAML, headers={**YAML, **bearer(token)}
+            ).json()["id"]
+            trial_id = client.get(f"/api/v1/sweeps/{sweep_id}/trials").json()["items"][0]["id"]
+            assert client.get("/test/few-threads").status_code == 200
+
+        async def many() -> list[int]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=15) as client:
+                paths = ["/api/v1/health", f"/api/v1/trials/{trial_id}/diagnostics"] * 20  # > 15 + 4
+                return [r.status_code for r in await asyncio.gather(*(client.get(p) for p in paths))]
+
+        assert asyncio.run(many()) == [200] * 40
