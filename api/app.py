@@ -33,8 +33,8 @@ from .deps import API_PREFIX, ServiceSettings
 from .errors import error_response, install_error_handlers
 from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddleware
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
-from .read_cache import ReadCacheMiddleware
 from .pages import install_pages
+from .read_cache import ReadCacheMiddleware
 from .routes import ROUTERS
 from .routes.leaderboard import BoardCache
 

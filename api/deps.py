@@ -175,6 +175,18 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 OwnerDep = Annotated[str, Depends(require_owner)]
 
 
+def _caller_released(
+    request: Request, session: Session, credentials: HTTPAuthorizationCredentials | None
+) -> Caller:
+    """`require_caller`, then the session's connection back to the pool (the session stays usable):
+    the route runs in another hop to the thread pool, and a connection held across hops can leave
+    every thread waiting for one while the requests holding them wait for a thread."""
+    try:
+        return require_caller(request, session, credentials)
+    finally:
+        session.close()
+
+
 async def optional_caller(
     request: Request,
     session: SessionDep,
@@ -183,7 +195,7 @@ async def optional_caller(
     """The caller of a read that may carry a token (None without one; 401 for an invalid one)."""
     if credentials is None:  # the common case: anonymous, answered without a hop to the thread pool
         return None
-    return await run_in_threadpool(require_caller, request, session, credentials)
+    return await run_in_threadpool(_caller_released, request, session, credentials)
 
 
 ViewerDep = Annotated[Caller | None, Depends(optional_caller)]
@@ -205,7 +217,7 @@ async def check_read_access(
 ) -> None:
     """Reads are open unless `SSMBENCH_READ_AUTH=true`; then they need a valid token like writes."""
     if request.app.state.settings.read_auth:
-        await run_in_threadpool(require_caller, request, session, credentials)
+        await run_in_threadpool(_caller_released, request, session, credentials)
 
 
 ReadAccess = Depends(check_read_access)

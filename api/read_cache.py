@@ -236,7 +236,8 @@ class ReadCacheMiddleware:
             or any(n in (b"set-cookie", b"content-encoding") for n, _ in headers)
             or WRITES.value != writes  # a write committed meanwhile: this answer may predate it
         ):  # answered as it is (to this request and those that waited for it), not kept
-            return Entry(False, status, headers, body, None, b"", inner.get("route"), born, writes)
+            etag = next((v for n, v in headers if n == b"etag"), b"")  # the route's own, if any
+            return Entry(False, status, headers, body, None, etag, inner.get("route"), born, writes)
         gzipped = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MINIMUM_BYTES else None
         etag = _etag_of(headers, body)
         headers = [(n, v) for n, v in headers if n not in (b"etag", b"cache-control", b"vary")]
@@ -248,7 +249,8 @@ class ReadCacheMiddleware:
             scope["route"] = entry.route  # the request metrics label by it
         request_headers = dict(scope["headers"])
         headers = list(entry.headers)
-        if entry.etag and _not_modified(request_headers.get(b"if-none-match"), entry.etag):
+        validator = request_headers.get(b"if-none-match")
+        if entry.etag and entry.status == 200 and _not_modified(validator, entry.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
