@@ -159,7 +159,9 @@ class ReadCacheMiddleware:
         entry = self._kept(key)
         if entry is None:
             entry = await self._compute_once(key, scope)
-            if entry is None:  # its computation failed in another request: this one tries again
+            if entry is None:  # the computation it waited for failed or predates a write: again
+                entry = await self._compute_once(key, scope)
+            if entry is None:
                 await self.app(scope, receive, send)
                 return
         elif time.monotonic() - entry.born > self.seconds / 2 and key not in self._computing:
@@ -183,7 +185,11 @@ class ReadCacheMiddleware:
         """The answer for `key`, computed by the first request that misses; the others wait for it."""
         waiting = self._computing.get(key)
         if waiting is not None:
-            return await asyncio.shield(waiting)
+            seen = WRITES.value
+            entry = await asyncio.shield(waiting)
+            # begun before a write this request may know of (it committed before the request came):
+            # the request computes its own answer
+            return entry if entry is not None and entry.writes == seen else None
         self._computing[key] = asyncio.get_running_loop().create_future()
         return await self._refresh(key, scope)
 

@@ -202,6 +202,25 @@ def test_concurrent_misses_compute_once_and_an_answer_raced_by_a_write_is_not_ke
     assert calls == ["/metrics"] * 2 + ["/sweeps/1"] * 2
 
 
+def test_a_request_after_a_write_does_not_take_an_answer_begun_before_it():
+    calls: list[str] = []
+    cache = ReadCacheMiddleware(_fake_app(calls, pause=0.2), seconds=30, read_auth=False)
+
+    async def run():
+        transport = httpx.ASGITransport(app=cache)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            early = asyncio.create_task(client.get("/api/v1/w"))
+            await asyncio.sleep(0.05)  # its answer is being computed
+            WRITES.bump()  # a write commits (the client below made it and now reads)
+            late = await client.get("/api/v1/w")
+            together = await asyncio.gather(early, client.get("/api/v1/w"))
+            return [(await early).json()["n"], late.json()["n"], together[1].json()["n"]]
+
+    # the early request answers its own computation (concurrent with the write, not kept); the late
+    # one computes anew, and that answer is kept
+    assert asyncio.run(run()) == [1, 2, 2]
+
+
 def test_an_entry_past_half_its_age_is_refreshed_in_the_background_and_never_served_past_it():
     calls: list[str] = []
     cache = ReadCacheMiddleware(_fake_app(calls), seconds=0.4, read_auth=False)
