@@ -4,6 +4,7 @@ for how long, and what drops it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import sqlite3
 import time
@@ -34,10 +35,19 @@ def _submit(client, token: str) -> int:
     return response.json()["id"]
 
 
-def test_an_anonymous_read_is_answered_from_memory_with_an_etag_and_304(sqlite_url, sessions_for):
-    token = make_tokens(sessions_for(sqlite_url), "alice")["alice"]
-    app = create_app(service_settings(sqlite_url, read_cache_seconds=30))
+@contextlib.contextmanager
+def _served(url: str, sessions_for, seconds: float):
+    """(client, app, sessions, tokens of alice and bob) of a fresh app whose read cache keeps `seconds`."""
+    sessions = sessions_for(url)
+    tokens = make_tokens(sessions, "alice", "bob")
+    app = create_app(service_settings(url, read_cache_seconds=seconds))
     with TestClient(app) as client:
+        yield client, app, sessions, tokens
+
+
+def test_an_anonymous_read_is_answered_from_memory_with_an_etag_and_304(sqlite_url, sessions_for):
+    with _served(sqlite_url, sessions_for, 30) as (client, app, _, tokens):
+        token = tokens["alice"]
         sweep_id = _submit(client, token)
         executed = _statements(app.state.engine)
         first = client.get(f"/api/v1/sweeps/{sweep_id}")
@@ -73,13 +83,10 @@ def test_an_anonymous_read_is_answered_from_memory_with_an_etag_and_304(sqlite_u
 
 
 def test_a_write_through_this_process_drops_what_was_kept(sqlite_url, sessions_for):
-    sessions = sessions_for(sqlite_url)
-    token = make_tokens(sessions, "alice")["alice"]
-    app = create_app(service_settings(sqlite_url, read_cache_seconds=30))
-    with TestClient(app) as client:
-        first = _submit(client, token)
+    with _served(sqlite_url, sessions_for, 30) as (client, _, sessions, tokens):
+        first = _submit(client, tokens["alice"])
         assert client.get("/api/v1/sweeps").json()["total"] == 1
-        second = _submit(client, token)  # through the API
+        second = _submit(client, tokens["alice"])  # through the API
         assert [s["id"] for s in client.get("/api/v1/sweeps").json()["items"]] == [second, first]
 
         before = client.get(f"/api/v1/sweeps/{first}").json()
@@ -96,11 +103,8 @@ def test_a_write_through_this_process_drops_what_was_kept(sqlite_url, sessions_f
 
 
 def test_another_process_s_write_shows_within_read_cache_seconds(sqlite_url, sessions_for):
-    sessions = sessions_for(sqlite_url)
-    token = make_tokens(sessions, "alice")["alice"]
-    app = create_app(service_settings(sqlite_url, read_cache_seconds=0.5))
-    with TestClient(app) as client:
-        sweep_id = _submit(client, token)
+    with _served(sqlite_url, sessions_for, 0.5) as (client, _, _, tokens):
+        sweep_id = _submit(client, tokens["alice"])
         assert client.get(f"/api/v1/sweeps/{sweep_id}").json()["name"] == "grid"
         # sqlite3 itself, not SQLAlchemy: what a write from another process looks like to this one
         with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as raw:
@@ -111,10 +115,7 @@ def test_another_process_s_write_shows_within_read_cache_seconds(sqlite_url, ses
 
 
 def test_reads_with_a_token_are_never_kept_and_see_what_their_caller_may(sqlite_url, sessions_for):
-    sessions = sessions_for(sqlite_url)
-    tokens = make_tokens(sessions, "alice", "bob")
-    app = create_app(service_settings(sqlite_url, read_cache_seconds=30))
-    with TestClient(app) as client:
+    with _served(sqlite_url, sessions_for, 30) as (client, app, sessions, tokens):
         sweep_id = _submit(client, tokens["alice"])
         with transaction(sessions) as s:
             trial_id = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id).order_by(Trial.id))
