@@ -34,6 +34,7 @@ from .errors import error_response, install_error_handlers
 from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddleware
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
 from .pages import install_pages
+from .read_cache import ReadCacheMiddleware
 from .routes import ROUTERS
 from .routes.leaderboard import BoardCache
 
@@ -142,7 +143,11 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
             "Submit sweeps (a YAML or JSON spec), follow their trials, cancel them, and read the "
             "leaderboard next to the published baselines. Writes need `Authorization: Bearer <token>` "
             "(`ssmbench token create`); reads are open unless `SSMBENCH_READ_AUTH=true`. Every error is "
-            '`{"error": {"code", "message", "field"}}`.'
+            '`{"error": {"code", "message", "field"}}`.\n\n'
+            "Anonymous reads (GET without a token, reads open) may be answered from this replica's "
+            "memory: at most `SSMBENCH_READ_CACHE_SECONDS` old (1 s by default), and never older than a "
+            "write made through this replica. They carry an `ETag`; `If-None-Match` with it answers "
+            "304. Reads with a token always come from the database."
         ),
         lifespan=lifespan,
         docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN: /openapi.json only
@@ -175,13 +180,17 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
         """Sweeps submitted, trials by state, trial durations and request latency (Prometheus text)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost last: metrics → NUL check → token of a write → body deadline → body limit → gzip → routes.
+    # Outermost last: metrics → NUL check → kept anonymous reads → token of a write → body deadline → body limit → gzip → routes.
     # A leaderboard page is ~100 KB of JSON, a trial's diagnostics ~10 MB. Level 6 (zlib's default):
     # Starlette's default 9 took 4.2 s on those 10 MB for 0.7% smaller output than 6's 0.7 s.
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(BodyDeadlineMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(WriteAuthMiddleware)
+    if settings.read_cache_seconds > 0:
+        app.add_middleware(
+            ReadCacheMiddleware, seconds=settings.read_cache_seconds, read_auth=settings.read_auth
+        )
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times the 413s too
     app.openapi = lambda: _openapi(app)

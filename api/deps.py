@@ -51,6 +51,13 @@ class ServiceSettings(Settings):
         ge=0,
         description="a cached leaderboard is recomputed when a result is added, and at the latest after this",
     )
+    read_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="anonymous API reads are answered from memory for at most this long; a write through "
+        "this process drops them at once, another process's writes show within it (0: off; api.read_cache)",
+    )
     # Per-owner quotas (admins are exempt): a submission past either is a 429 with Retry-After.
     max_open_sweeps_per_owner: int = Field(
         20, ge=1, description="pending or running sweeps one token may have at a time"
@@ -168,6 +175,18 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 OwnerDep = Annotated[str, Depends(require_owner)]
 
 
+def _caller_released(
+    request: Request, session: Session, credentials: HTTPAuthorizationCredentials | None
+) -> Caller:
+    """`require_caller`, then the session's connection back to the pool (the session stays usable):
+    the route runs in another hop to the thread pool, and a connection held across hops can leave
+    every thread waiting for one while the requests holding them wait for a thread."""
+    try:
+        return require_caller(request, session, credentials)
+    finally:
+        session.close()
+
+
 async def optional_caller(
     request: Request,
     session: SessionDep,
@@ -176,7 +195,7 @@ async def optional_caller(
     """The caller of a read that may carry a token (None without one; 401 for an invalid one)."""
     if credentials is None:  # the common case: anonymous, answered without a hop to the thread pool
         return None
-    return await run_in_threadpool(require_caller, request, session, credentials)
+    return await run_in_threadpool(_caller_released, request, session, credentials)
 
 
 ViewerDep = Annotated[Caller | None, Depends(optional_caller)]
@@ -198,7 +217,7 @@ async def check_read_access(
 ) -> None:
     """Reads are open unless `SSMBENCH_READ_AUTH=true`; then they need a valid token like writes."""
     if request.app.state.settings.read_auth:
-        await run_in_threadpool(require_caller, request, session, credentials)
+        await run_in_threadpool(_caller_released, request, session, credentials)
 
 
 ReadAccess = Depends(check_read_access)

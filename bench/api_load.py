@@ -19,6 +19,10 @@ Each read endpoint runs for `--duration` seconds with `wrk -t2 -c32` (keep-alive
 no-database route runs for as long, so the two see the same machine; the ratio is endpoint req/s over
 the no-database route's req/s of that pair. Requests carry `Accept-Encoding: gzip`, as real clients'. Target: every ratio ≥ 0.5 and, on PostgreSQL, the
 leaderboard's p99 < 50 ms.
+
+The requests are anonymous, so the service's read cache (api/read_cache.py: an anonymous read kept in
+memory for at most `read_cache_seconds`) answers most of them as served. `--read-cache off` measures
+every request through the database (`read_cache_seconds=0`); the default runs both, off first.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 
 import httpx
 
+from api.deps import ServiceSettings
 from orchestrator.db import session_factory
 from orchestrator.leaderboard import rebuild_leaderboard_aggregates
 
@@ -81,7 +86,7 @@ def fill(db, n_results: int) -> float:
 # --- the server process -----------------------------------------------------------------------------
 
 
-def run_server(database_url: str, port: int) -> None:
+def run_server(database_url: str, port: int, read_cache_seconds: float) -> None:
     """`ssmbench serve --no-scheduler` with the bench's no-database route (in the child process)."""
     import uvicorn
 
@@ -89,7 +94,9 @@ def run_server(database_url: str, port: int) -> None:
     from api.deps import ServiceSettings
     from api.server import uvicorn_limits
 
-    settings = ServiceSettings(database_url=database_url, scheduler=False)
+    settings = ServiceSettings(
+        database_url=database_url, scheduler=False, read_cache_seconds=read_cache_seconds
+    )
     app = create_app(settings)
 
     @app.get(NO_DB, include_in_schema=False)
@@ -106,10 +113,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(url: str, log_path: Path):
+def serve(url: str, log_path: Path, read_cache_seconds: float):
     """The server in its own process group; ended by its pid, whatever happens."""
     port = free_port()
-    command = [sys.executable, __file__, "--serve", url, str(port)]
+    command = [sys.executable, __file__, "--serve", url, str(port), str(read_cache_seconds)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSMBENCH_")}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -179,7 +186,7 @@ def wrk(url: str, duration: float, threads: int, connections: int) -> dict[str, 
     }
 
 
-def measure(db, args) -> list[tuple[str, dict, dict]]:
+def measure(db, args, read_cache_seconds: float) -> list[tuple[str, dict, dict]]:
     """(endpoint, its wrk figures, the no-database route's figures just before) per endpoint."""
     with db.engine.connect() as connection:
         sweep_id, trial_id = connection.exec_driver_sql(
@@ -189,9 +196,9 @@ def measure(db, args) -> list[tuple[str, dict, dict]]:
     rows = []
     with (
         tempfile.TemporaryDirectory() as directory,
-        serve(db.url, Path(directory) / "serve.log") as (base, pid),
+        serve(db.url, Path(directory) / "serve.log", read_cache_seconds) as (base, pid),
     ):
-        print(f"server pid {pid} at {base}", flush=True)
+        print(f"server pid {pid} at {base}, read_cache_seconds={read_cache_seconds:g}", flush=True)
         paths = endpoints(sweep_id, trial_id)
         for path in paths:  # warm-up, one request at a time: the leaderboard's cache, the pool
             response = httpx.get(base + path, timeout=300)
@@ -235,10 +242,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of wrk per endpoint")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--read-cache",
+        choices=("both", "on", "off"),
+        default="both",
+        help="the service's read cache as served (on: read_cache_seconds 1), off (0: every request "
+        "through the database), or one run of each (default)",
+    )
+    parser.add_argument("--serve", nargs=3, metavar=("URL", "PORT", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        run_server(args.serve[0], int(args.serve[1]))
+        run_server(args.serve[0], int(args.serve[1]), float(args.serve[2]))
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not on PATH: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
@@ -255,6 +269,13 @@ def main() -> None:
         f"-d{args.duration:g}s per endpoint; server: create_app + uvicorn, one process, scheduler off",
         flush=True,
     )
+    served = ServiceSettings.model_fields["read_cache_seconds"].default
+    modes = {
+        "on": [(f"read cache on ({served:g} s)", served)],
+        "off": [("read cache off (the database path)", 0.0)],
+    }
+    modes["both"] = modes["off"] + modes["on"]
+    modes = modes[args.read_cache]
     tables = []
     for backend in backends:
         with tempfile.TemporaryDirectory() as directory:
@@ -262,7 +283,8 @@ def main() -> None:
             try:
                 seconds = fill(db, args.results)
                 print(f"{backend}: {args.results:,} results loaded in {seconds:.0f} s", flush=True)
-                tables.append((backend, measure(db, args)))
+                for label, seconds in modes:
+                    tables.append((f"{backend}, {label}", measure(db, args, seconds)))
             finally:
                 db.close()
     for backend, rows in tables:

@@ -85,7 +85,9 @@ def get_trial_diagnostics(
         for name, layers in stored.snapshots.items()
     }
     # A plain dict, validated once by response_model: a model returned here would be dumped back
-    # to a dict first (0.8 s for the 10 MB of a 6-layer, H = 128 model).
+    # to a dict first (0.8 s for the 10 MB of a 6-layer, H = 128 model). That validation runs in a
+    # second hop to the thread pool: the session gives its connection back first (see health.py).
+    session.close()
     return {
         "trial_id": trial.id,
         "source_trial_id": stored.source_trial_id,

@@ -50,7 +50,8 @@ def _statements_per_read(client, engine, sweep_id: int, trial_id: int, token: st
 def test_reads_run_a_bounded_number_of_statements_whatever_the_database_holds(sqlite_url, sessions_for):
     sessions = sessions_for(sqlite_url)
     token = make_tokens(sessions, "alice")["alice"]
-    app = create_app(service_settings(sqlite_url))
+    # the database path: anonymous reads kept in memory (api.read_cache) would run no statement at all
+    app = create_app(service_settings(sqlite_url, read_cache_seconds=0))
     with TestClient(app) as client:
 
         def add_sweeps(n: int) -> int:
