@@ -11,7 +11,15 @@ import time
 
 import anyio.to_thread
 import httpx
-from conftest import GRID_YAML, ThreadedServer, bearer, finish_trials, make_tokens, service_settings
+from conftest import (
+    GRID_YAML,
+    ThreadedServer,
+    bearer,
+    finish_trials,
+    make_tokens,
+    service_settings,
+    submit_sweep,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 
@@ -29,12 +37,6 @@ def _statements(engine):
     return executed
 
 
-def _submit(client, token: str) -> int:
-    response = client.post("/api/v1/sweeps", content=GRID_YAML, headers={**YAML, **bearer(token)})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
 @contextlib.contextmanager
 def _served(url: str, sessions_for, seconds: float):
     """(client, app, sessions, tokens of alice and bob) of a fresh app whose read cache keeps `seconds`."""
@@ -48,7 +50,7 @@ def _served(url: str, sessions_for, seconds: float):
 def test_an_anonymous_read_is_answered_from_memory_with_an_etag_and_304(sqlite_url, sessions_for):
     with _served(sqlite_url, sessions_for, 30) as (client, app, _, tokens):
         token = tokens["alice"]
-        sweep_id = _submit(client, token)
+        sweep_id = submit_sweep(client, token)["id"]
         executed = _statements(app.state.engine)
         first = client.get(f"/api/v1/sweeps/{sweep_id}")
         assert first.status_code == 200 and executed
@@ -84,9 +86,9 @@ def test_an_anonymous_read_is_answered_from_memory_with_an_etag_and_304(sqlite_u
 
 def test_a_write_through_this_process_drops_what_was_kept(sqlite_url, sessions_for):
     with _served(sqlite_url, sessions_for, 30) as (client, _, sessions, tokens):
-        first = _submit(client, tokens["alice"])
+        first = submit_sweep(client, tokens["alice"])["id"]
         assert client.get("/api/v1/sweeps").json()["total"] == 1
-        second = _submit(client, tokens["alice"])  # through the API
+        second = submit_sweep(client, tokens["alice"])["id"]  # through the API
         assert [s["id"] for s in client.get("/api/v1/sweeps").json()["items"]] == [second, first]
 
         before = client.get(f"/api/v1/sweeps/{first}").json()
@@ -104,7 +106,7 @@ def test_a_write_through_this_process_drops_what_was_kept(sqlite_url, sessions_f
 
 def test_another_process_s_write_shows_within_read_cache_seconds(sqlite_url, sessions_for):
     with _served(sqlite_url, sessions_for, 0.5) as (client, _, _, tokens):
-        sweep_id = _submit(client, tokens["alice"])
+        sweep_id = submit_sweep(client, tokens["alice"])["id"]
         assert client.get(f"/api/v1/sweeps/{sweep_id}").json()["name"] == "grid"
         # sqlite3 itself, not SQLAlchemy: what a write from another process looks like to this one
         with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as raw:
@@ -116,7 +118,7 @@ def test_another_process_s_write_shows_within_read_cache_seconds(sqlite_url, ses
 
 def test_reads_with_a_token_are_never_kept_and_see_what_their_caller_may(sqlite_url, sessions_for):
     with _served(sqlite_url, sessions_for, 30) as (client, app, sessions, tokens):
-        sweep_id = _submit(client, tokens["alice"])
+        sweep_id = submit_sweep(client, tokens["alice"])["id"]
         with transaction(sessions) as s:
             trial_id = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id).order_by(Trial.id))
             s.execute(
