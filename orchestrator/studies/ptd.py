@@ -419,8 +419,12 @@ def ptd_figures(study, results: StudyResults, scale: str) -> Iterator[StudyFigur
             note="grey circles: S4D-LegS (the normal part of HiPPO-LegS) · coloured dots: PTD, eigenvalues of A + E",
         ),
     )
-    noise = [
-        curves(label, [fourier_curve(t) for t in model_trials(results, label)], i)
+    noise = [  # labelled with the configuration too: the sweep report's own noise figure names groups so
+        curves(
+            f"{label} · {' · '.join(MODELS[label])}",
+            [fourier_curve(t) for t in model_trials(results, label)],
+            i,
+        )
         for i, label in enumerate(MODELS)
     ]
     yield StudyFigure(
