@@ -44,6 +44,7 @@ from pathlib import Path
 import httpx
 
 from api.deps import ServiceSettings
+from api.routes import read_paths
 from orchestrator.db import session_factory
 from orchestrator.leaderboard import rebuild_leaderboard_aggregates
 
@@ -57,19 +58,6 @@ from leaderboard import (  # bench/leaderboard.py: the same study data
 )
 
 NO_DB = "/bench/no-db"
-
-
-def endpoints(sweep_id: int, trial_id: int) -> list[str]:
-    """The read endpoints measured, for a sweep and one of its trials that exist in the database."""
-    return [
-        "/api/v1/health",
-        "/api/v1/baselines",
-        "/api/v1/leaderboard?task=listops",
-        "/api/v1/sweeps",
-        f"/api/v1/sweeps/{sweep_id}",
-        f"/api/v1/sweeps/{sweep_id}/trials",
-        f"/api/v1/trials/{trial_id}",
-    ]
 
 
 def fill(db, n_results: int) -> float:
@@ -199,7 +187,7 @@ def measure(db, args, read_cache_seconds: float) -> list[tuple[str, dict, dict]]
         serve(db.url, Path(directory) / "serve.log", read_cache_seconds) as (base, pid),
     ):
         print(f"server pid {pid} at {base}, read_cache_seconds={read_cache_seconds:g}", flush=True)
-        paths = endpoints(sweep_id, trial_id)
+        paths = read_paths(sweep_id, trial_id)
         for path in paths:  # warm-up, one request at a time: the leaderboard's cache, the pool
             response = httpx.get(base + path, timeout=300)
             if response.status_code != 200:

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from .common import DatabaseOption, console, fail
-from .report import _sqlite_file_exists
 
 
 def export_command(
@@ -31,8 +30,6 @@ def export_command(
 
     Example: ssmbench export 3 --what epochs --format parquet --out epochs.parquet
     """
-    from rich.markup import escape
-
     from orchestrator.export import FORMATS, WHATS
 
     if what not in WHATS:
@@ -41,30 +38,18 @@ def export_command(
         fail(f"unknown --format {fmt!r}: expected one of {', '.join(FORMATS)}")
     _check_writable(out)
 
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from orchestrator.db import DatabaseNotMigrated, make_engine, require_migrated, session_factory
     from orchestrator.export import ExportError, export_rows, write_table
     from orchestrator.report.data import ReportError
-    from orchestrator.settings import Settings, masked_url
+    from orchestrator.settings import Settings
 
-    url = db or Settings().database_url
-    if url.startswith("sqlite") and not _sqlite_file_exists(url):
-        fail(f"no database at {url}")
-    engine = make_engine(url)
+    from .reading import database_session
+
     try:
-        require_migrated(engine)
-        with session_factory(engine)() as session:
+        with database_session(db or Settings().database_url, (ReportError, ExportError)) as session:
             rows = export_rows(session, sweep_ids, what)
-        write_table(rows, out, fmt)
-    except (ReportError, ExportError, DatabaseNotMigrated) as err:
-        fail(escape(str(err)))  # `fail` prints rich markup: "[export]" would vanish
-    except SQLAlchemyError as err:
-        fail(f"cannot read {masked_url(url)}: {type(err).__name__}: {str(err).splitlines()[0]}", code=1)
+            write_table(rows, out, fmt)
     except OSError as err:
         fail(f"cannot write {out}: {err.strerror or err}")
-    finally:
-        engine.dispose()
     console.print(f"{len(rows)} row(s) written to {out}", highlight=False, soft_wrap=True)
 
 

@@ -8,7 +8,8 @@ neither, the default local database (`Settings().database_url`, where `ssmbench 
 — so results need no server. Both sources answer with the same models (api.schemas, the
 Leaderboard) built by the same queries the API routes call (orchestrator.queries and
 orchestrator.leaderboard), so the same tables print; errors come as the client's `ApiError` (a
-missing sweep: 404, exit 2) and one line. `connected` is the service client alone (submit, cancel).
+missing sweep: 404, exit 2) and one line. `connected` is the service client alone (submit, cancel);
+`database_session` a session on the database alone (`report`, `export` without --api).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -157,3 +159,34 @@ def reading(db: str | None, url: str | None, token: str | None) -> Iterator:
         fail(f"cannot read the database {masked_url(target)}: {str(err).splitlines()[0]}", code=1)
     finally:
         reader.close()
+
+
+@contextmanager
+def database_session(url: str, errors: tuple[type[Exception], ...] = ()) -> Iterator:
+    """A session on the migrated database at `url`, its engine disposed after. A missing SQLite file,
+    an unmigrated database or one of `errors` raised inside: one line, exit 2; a failed read: exit 1.
+    Anything else (an OSError while writing) passes through for the caller to word."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from orchestrator.db import DatabaseNotMigrated, make_engine, require_migrated, session_factory
+    from orchestrator.settings import masked_url
+
+    if url.startswith("sqlite") and not _sqlite_file_exists(url):
+        fail(f"no database at {url}")
+    engine = make_engine(url)
+    try:
+        require_migrated(engine)
+        with session_factory(engine)() as session:
+            yield session
+    except (*errors, DatabaseNotMigrated) as err:
+        fail(escape(str(err)))  # `fail` prints rich markup: "[export]" would vanish
+    except SQLAlchemyError as err:
+        fail(f"cannot read {masked_url(url)}: {type(err).__name__}: {str(err).splitlines()[0]}", code=1)
+    finally:
+        engine.dispose()
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return not path or path == ":memory:" or Path(path).expanduser().exists()

@@ -44,29 +44,16 @@ def report_command(
     if api is not None:
         _report_through_api(sweep_ids, out, api, token)
         return
-    url = db or Settings().database_url
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from orchestrator.db import DatabaseNotMigrated, make_engine, require_migrated, session_factory
     from orchestrator.report import build_report
     from orchestrator.report.data import ReportError
 
-    if url.startswith("sqlite") and not _sqlite_file_exists(url):
-        fail(f"no database at {url}")
-    engine = make_engine(url)
+    from .reading import database_session
+
     try:
-        require_migrated(engine)
-        with session_factory(engine)() as session:
+        with database_session(db or Settings().database_url, (ReportError,)) as session:
             index = build_report(session, sweep_ids, out, progress=_progress)
-    except (ReportError, DatabaseNotMigrated) as err:
-        fail(str(err))
-    except SQLAlchemyError as err:
-        fail(f"cannot read {url}: {type(err).__name__}: {str(err).splitlines()[0]}", code=1)
     except OSError as err:
         fail(f"cannot write the report to {out}: {err.strerror or err}")
-    finally:
-        engine.dispose()
     console.print(f"report written to {index}")
 
 
@@ -117,8 +104,3 @@ def _check_writable(out: Path) -> None:
             fail(f"--out {out}: cannot write in {place}: {err.strerror or err}")
     if not os.access(existing, os.W_OK | os.X_OK):
         fail(f"--out {out}: {existing} is not writable")
-
-
-def _sqlite_file_exists(url: str) -> bool:
-    path = url.split("///", 1)[-1].split("?", 1)[0]
-    return not path or path == ":memory:" or Path(path).expanduser().exists()

@@ -309,6 +309,7 @@ def array_figures(
 
 def _layers_complex(per_layer: Sequence[dict[str, Any]]) -> np.ndarray | None:
     """The eigenvalues of every layer (each a nested list ending in [re, im] pairs) as one array."""
+    # studies.figures.layers_complex differs on purpose: any key, and empty input gives an empty array.
     values = []
     for layer in per_layer:
         pairs = np.asarray(layer.get("eigenvalues") or [], dtype=float)
@@ -320,6 +321,8 @@ def _layers_complex(per_layer: Sequence[dict[str, Any]]) -> np.ndarray | None:
 
 def _mean_memory_function(per_layer: Sequence[dict[str, Any]]) -> np.ndarray | None:
     """MF(τ) averaged over every channel of every layer (NaN — stored as None — ignored)."""
+    # Not studies.figures.mean_memory_function (layers weighted equally, equal lags): this pools the
+    # channels of all layers, cuts to the shortest lag, and gives None where nothing is finite.
     rows = []
     for layer in per_layer:
         mf = layer.get("memory_function")

@@ -11,7 +11,6 @@ run: its epoch metrics are the original's, and it is counted once when both swee
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..leaderboard.aggregates import GROUP_COLUMNS, counted_rows
 from ..models import EpochMetric, Result, Sweep, Trial, TrialDiagnostics
+from ..queries import sweeps_state_counts
 
 
 class ReportError(ValueError):
@@ -161,13 +161,7 @@ def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
     missing = [i for i in sweep_ids if i not in found]
     if missing:
         raise ReportError(f"no sweep with id {', '.join(map(str, missing))}")
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    for sweep_id, state, n in session.execute(
-        select(Trial.sweep_id, Trial.state, func.count())
-        .where(Trial.sweep_id.in_(sweep_ids))
-        .group_by(Trial.sweep_id, Trial.state)
-    ):
-        counts[sweep_id][state] = n
+    counts = sweeps_state_counts(session, sweep_ids)
     return [
         SweepInfo(
             id=s.id,

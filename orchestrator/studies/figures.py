@@ -68,6 +68,8 @@ def complex_pairs(pairs: Any) -> np.ndarray:
 
 
 def layers_complex(per_layer: list[dict[str, Any]] | None, key: str) -> np.ndarray:
+    # report.build._layers_complex differs on purpose: eigenvalues only, layers without any skipped,
+    # and None (no figure) when no layer has any.
     if not per_layer:
         return np.zeros(0, dtype=complex)
     return np.concatenate([complex_pairs(layer[key]).ravel() for layer in per_layer])
@@ -82,6 +84,8 @@ def memory_function(layer: dict[str, Any]) -> np.ndarray:
 
 def mean_memory_function(per_layer: list[dict[str, Any]] | None) -> np.ndarray | None:
     """MF(τ) averaged over channels (unstable ones left out) and layers."""
+    # Not report.build._mean_memory_function, which pools all layers' channels (a layer with more
+    # channels weighs more), cuts to the shortest lag and gives None where nothing is finite.
     if not per_layer:
         return None
     rows = []

@@ -161,9 +161,7 @@ def dplr_kernel(
     run in fp32 (the (H, N2) and (H, L) steps around them stay complex128). `sums` computes the sums
     (`cauchy_sums`' contract; the Triton version on CUDA, see `ssm.kernels.dplr_kernel`).
     """
-    reference._check_diagonal(lam, B, C, dt)
-    if P.shape != lam.shape:
-        raise ValueError(f"P must have the shape of lam {tuple(lam.shape)}, got {tuple(P.shape)}")
+    reference._check_dplr(lam, P, B, C, dt)
     if L < 1:
         raise ValueError(f"kernel length L must be ≥ 1, got {L}")
     fp64 = any(x.dtype in _FP64 for x in (lam, P, B, C, dt))

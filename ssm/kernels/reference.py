@@ -187,9 +187,7 @@ def dplr_kernel(
     (Woodbury for the rank-one term) and K = IFFT(K̂). R̃ = −2/(2/dt + λ) / (ω − 1/Āb) is a Cauchy
     kernel in ω with poles at 1/Āb, so ω = −1 needs no special case.
     """
-    _H, _N2 = _check_diagonal(lam, B, C, dt)
-    if P.shape != lam.shape:
-        raise ValueError(f"P must have the shape of lam {tuple(lam.shape)}, got {tuple(P.shape)}")
+    _check_dplr(lam, P, B, C, dt)
     lam128, P, B, C = (x.to(torch.complex128) for x in (lam, P, B, C))
     d = dt.to(torch.float64)[:, None]
     poles = (1 - d * lam128 / 2) / (1 + d * lam128 / 2)  # 1/Āb
@@ -214,6 +212,13 @@ def _log_Ab(lam: torch.Tensor, dt: torch.Tensor, Ab: torch.Tensor, method: str) 
     if method == "zoh":
         return dt.to(torch.float64)[:, None] * lam.to(torch.complex128)
     return torch.log(Ab)
+
+
+def _check_dplr(lam, P, B, C, dt) -> None:
+    """`dplr_kernel`'s inputs (this one's and `ssm.kernels.dplr`'s): the diagonal ones, and P like lam."""
+    _check_diagonal(lam, B, C, dt)
+    if P.shape != lam.shape:
+        raise ValueError(f"P must have the shape of lam {tuple(lam.shape)}, got {tuple(P.shape)}")
 
 
 def _check_diagonal(lam, B, C, dt) -> tuple[int, int]:

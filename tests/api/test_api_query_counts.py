@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
 from api.app import create_app
+from api.routes import read_paths
 from orchestrator.models import Trial
 
 YAML = {"Content-Type": "application/yaml"}
@@ -22,16 +23,7 @@ def _statements_per_read(client, engine, sweep_id: int, trial_id: int, token: st
     def count(_conn, _cursor, statement, *_):
         executed.append(statement)
 
-    reads = [
-        "/api/v1/health",
-        "/api/v1/baselines",
-        "/api/v1/leaderboard?task=listops",
-        "/api/v1/sweeps",
-        f"/api/v1/sweeps/{sweep_id}",
-        f"/api/v1/sweeps/{sweep_id}/trials",
-        f"/api/v1/trials/{trial_id}",
-        f"/api/v1/trials/{trial_id}/metrics",
-    ]
+    reads = [*read_paths(sweep_id, trial_id), f"/api/v1/trials/{trial_id}/metrics"]
     counts = {}
     event.listen(engine, "before_cursor_execute", count)
     try:
