@@ -234,7 +234,7 @@ def test_the_schema_states_bounds_limit_s_maximum_and_the_task_names(sqlite_url)
             bounded = [prop, *prop.get("anyOf", [])]
             assert any("maximum" in p or "exclusiveMaximum" in p for p in bounded), (model, name, prop)
     spec = schemas["SweepSpec"]["properties"]
-    assert spec["priority"]["maximum"] == 1_000_000 and spec["seeds"]["items"]["maximum"] == 2**32 - 1
+    assert spec["priority"]["maximum"] == 1_000_000 and spec["seeds"]["items"]["maximum"] == 2**31 - 1
     names, entry = spec["tasks"]["items"]["anyOf"]
     assert names["enum"] == list(TASK_NAMES)
     bounded = entry["allOf"][1]["properties"]

@@ -59,6 +59,11 @@ def cli(*args: str, env: dict[str, str | None] | None = None):
     return runner.invoke(app, list(args), env={**base, **(env or {})})
 
 
+def squeezed(text: str) -> str:
+    """`text` without whitespace: what a message says, wherever the console wrapped it."""
+    return "".join(text.split())
+
+
 @pytest.fixture(autouse=True)
 def _normal_verbosity():
     yield
@@ -129,10 +134,12 @@ def test_submit_to_a_local_service_checks_the_default_data_directory_as_run_does
     for local in ("http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"):
         refused = cli("submit", str(spec), "--url", local, env=env)  # refused before any request
         assert refused.exit_code == 2, (local, refused.stderr)
-        assert f"listops: ListOps split not found: expected {data}" in refused.stderr
-        said = " ".join(refused.stderr.split())  # the terminal width wraps the first line
-        assert said.startswith(f"error: the sweep cannot run (task files checked in {data}, the data")
-        assert "pass --data-dir DIR if the service on this machine reads another" in said
+        said = squeezed(refused.stderr)  # the terminal width wraps lines, inside a long path too
+        assert squeezed(f"listops: ListOps split not found: expected {data}") in said
+        assert said.startswith(
+            squeezed(f"error: the sweep cannot run (task files checked in {data}, the data")
+        )
+        assert squeezed("pass --data-dir DIR if the service on this machine reads another") in said
     ran = cli("run", str(spec), "--db", f"sqlite:///{tmp_path / 'never.db'}", env=env)
     assert ran.exit_code == 2 and f"expected {data}" in ran.stderr  # the same directory as run's
     dry = cli("submit", str(spec), "--dry-run", env={**env, "SSMBENCH_API_URL": "http://127.0.0.1:9"})

@@ -8,7 +8,7 @@ import math
 import os
 
 import pytest
-from conftest import GRID_YAML, finish_trials, one_line_error
+from conftest import GRID_YAML, ThreadedServer, finish_trials, one_line_error, service_settings
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -112,8 +112,6 @@ def test_a_missing_database_is_one_line_and_exit_2(tmp_path):
 
 
 def test_a_report_through_the_api_is_the_report_from_the_database(sweeps, tmp_path):
-    from conftest import ThreadedServer, service_settings
-
     url, finished, pending = sweeps
     sessions = _sessions(url)
     with transaction(sessions) as s:  # a diverged epoch: NaN must cross the API as NaN

@@ -7,6 +7,7 @@ imported. The interpreter is slow, so the shapes are tiny, and the kernels' tile
 (`small_tiles`) so that tiny shapes still cross every tile, split and chunk boundary.
 """
 
+import copy
 import importlib
 import os
 
@@ -259,7 +260,19 @@ def test_layer_forward_backward_through_triton(monkeypatch, cls, kwargs, kernel)
     y_triton, grads_triton = run_layer(layer, u)
 
     assert calls, f"the layer did not call the Triton {kernel}"
-    assert_close(y_triton, y_torch)
-    assert grads_triton.keys() == grads_torch.keys()
-    for name, grad in grads_triton.items():
-        assert_close(grad, grads_torch[name])
+    # Both fp32 paths against the float64 layer (PyTorch kernels): the Triton one must be within RTOL of
+    # it, or at most twice as far as the PyTorch path where that one is not (S4's dt gradient sums
+    # terms that cancel to ~2% of the other gradients, and there the PyTorch path's fp32 error alone
+    # is ~1e-5 of its scale).
+    monkeypatch.setenv("SSMBENCH_KERNELS", "torch")
+    y_exact, grads_exact = run_layer(copy.deepcopy(layer).double(), u.double())
+    assert grads_triton.keys() == grads_torch.keys() == grads_exact.keys()
+    for name, ours, theirs, exact in [("y", y_triton, y_torch, y_exact)] + [
+        (name, grads_triton[name], grads_torch[name], grads_exact[name]) for name in grads_exact
+    ]:
+        assert ours.dtype == theirs.dtype == torch.float32
+        error, baseline = ((x.double() - exact).abs().max().item() for x in (ours, theirs))
+        allowed = max(RTOL * exact.abs().max().item(), 2 * baseline)
+        assert error <= allowed, (
+            f"{name}: Triton error {error:.3g} > {allowed:.3g} (PyTorch path: {baseline:.3g})"
+        )
