@@ -127,16 +127,22 @@ class BoardCache:
 
 
 class Page(NamedTuple):
-    """One serialized page of a board, the same gzip-compressed, its entity tag, and the rows it was
-    computed from (`orchestrator.leaderboard.board_inputs`)."""
+    """One serialized page of a board, the same gzip-compressed, its entity tag, and a digest of the
+    rows it was computed from (`orchestrator.leaderboard.board_inputs`; kept as a digest: a whole
+    board's rows per kept page would be megabytes)."""
 
     body: bytes
     gzipped: bytes
     etag: str
-    inputs: BoardInputs | None = None
+    inputs: str | None = None
 
 
-def _serialized(board: Leaderboard, inputs: BoardInputs | None = None) -> Page:
+def _digest(inputs: BoardInputs) -> str:
+    # repr of str, int, bool, None and float (shortest round-trip form) tells unequal values apart
+    return hashlib.blake2b(repr(inputs).encode(), digest_size=16).hexdigest()
+
+
+def _serialized(board: Leaderboard, inputs: str | None = None) -> Page:
     # Compressed once per computation, not per request: a 500-row page is ~150 KB of JSON, and
     # compressing it again for every client that sends `Accept-Encoding: gzip` cost more than all
     # the rest of the request (GZipMiddleware leaves a response that has a Content-Encoding alone).
@@ -210,15 +216,16 @@ def get_leaderboard(
     def compute() -> Page:  # a session of its own: a refresh outlives the request
         with request.app.state.sessions() as own:
             board_filters = LeaderboardFilters(**filters)
-            inputs = board_inputs(own, board_filters)
+            rows = board_inputs(own, board_filters)
+            digest = _digest(rows)
             # The same rows as the page kept (an expired page, or a result that does not count):
             # the same board, so not computed again — the labels, ranks and models of a whole board
             # hold the GIL for longer than reading its rows, and every request waits meanwhile.
             kept = cache.previous(key)
-            if kept is not None and kept.inputs == inputs:
+            if kept is not None and kept.inputs == digest:
                 return kept
-            board = board_from_inputs(own, inputs, board_filters, offset=offset, limit=limit)
-            return _serialized(board, inputs)
+            board = board_from_inputs(own, rows, board_filters, offset=offset, limit=limit)
+            return _serialized(board, digest)
 
     page, expired = cache.kept(key, stamp)
     if page is None:
