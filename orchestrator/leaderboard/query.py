@@ -126,7 +126,12 @@ def board_inputs(session: Session, filters: LeaderboardFilters) -> BoardInputs:
 
 
 def board_from_inputs(
-    session: Session, inputs: BoardInputs, filters: LeaderboardFilters, *, offset: int = 0, limit: int | None = None
+    session: Session,
+    inputs: BoardInputs,
+    filters: LeaderboardFilters,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Leaderboard:
     """`filters`' board from its `inputs` (`board_inputs`); the session reads the groups' labels."""
     _check_page(offset, limit)
