@@ -107,7 +107,11 @@ class Sweep(Base):
 
 class Trial(Base):
     __tablename__ = "trials"
-    __table_args__ = (Index("ix_trials_state_sweep", "state", "sweep_id"),)
+    __table_args__ = (
+        Index("ix_trials_state_sweep", "state", "sweep_id"),
+        Index("ix_trials_sweep_state", "sweep_id", "state"),  # 0009: counts per state of sweeps
+        Index("ix_trials_sweep_number", "sweep_id", "number"),  # 0009: a page in planning order
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)

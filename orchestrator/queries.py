@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, load_only, selectinload
+from sqlalchemy.orm import Session, load_only
 
 from . import models
 from .array_codec import decode_array
@@ -94,21 +94,33 @@ def list_sweeps(
     return list(sweeps), session.scalar(count) or 0
 
 
+# A trial's result as a list shows it (`result` of each item of list_trials).
+RESULT_LIST_COLUMNS = (Result.status, Result.metric, Result.best_epoch, Result.val_metric, Result.test_metric)
+
+
 def list_trials(
     session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int | None = 100
-) -> tuple[list[Trial], int]:
-    """A page of a sweep's trials in planning order (`limit` None: all), with only TRIAL_LIST_COLUMNS
-    loaded (others load on access) and each trial's `result`, and how many match."""
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of a sweep's trials in planning order (`limit` None: all) as dicts of
+    TRIAL_LIST_COLUMNS with each trial's `result` (RESULT_LIST_COLUMNS, or None), and how many match.
+    Two statements; rows straight to dicts, no ORM objects (a page is read on every poll)."""
+    names = [column.key for column in TRIAL_LIST_COLUMNS]
+    result_names = [column.key for column in RESULT_LIST_COLUMNS]
     query = (
-        select(Trial)
-        .options(load_only(*TRIAL_LIST_COLUMNS), selectinload(Trial.result))
+        select(*TRIAL_LIST_COLUMNS, *RESULT_LIST_COLUMNS)
+        .outerjoin(Result, Result.trial_id == Trial.id)
         .where(Trial.sweep_id == sweep_id)
     )
     count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
     if state is not None:
         query, count = query.where(Trial.state == state), count.where(Trial.state == state)
-    trials = session.scalars(query.order_by(Trial.number).offset(offset).limit(limit)).all()
-    return list(trials), session.scalar(count) or 0
+    trials = []
+    for row in session.execute(query.order_by(Trial.number).offset(offset).limit(limit)):
+        trial = dict(zip(names, row[: len(names)], strict=True))
+        result = row[len(names) :]  # a result's status is never NULL: NULL is no result
+        trial["result"] = None if result[0] is None else dict(zip(result_names, result, strict=True))
+        trials.append(trial)
+    return trials, session.scalar(count) or 0
 
 
 def trial_detail(session: Session, trial: Trial) -> dict[str, Any]:

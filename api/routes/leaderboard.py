@@ -29,7 +29,7 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
 
-from orchestrator.leaderboard import leaderboard
+from orchestrator.leaderboard import BoardInputs, LeaderboardFilters, board_from_inputs, board_inputs
 from orchestrator.models import Result, Sweep
 from ssm.config import InitName, LayerName, ReparamName
 
@@ -76,6 +76,12 @@ class BoardCache:
             self._boards.move_to_end(key)
             return entry[2], time.monotonic() - entry[1] > self.max_age
 
+    def previous(self, key: tuple) -> Any | None:
+        """The answer kept for `key` whatever its stamp and age (None if there is none)."""
+        with self._lock:
+            entry = self._boards.get(key)
+            return None if entry is None else entry[2]
+
     def refresh(self, key: tuple, stamp: Any, compute: Callable[[], Any]) -> None:
         """Recompute `key`'s answer in a thread of its own, unless one is at it already; until it is
         done, `kept` keeps answering the previous one. For an answer that is only too old: nobody
@@ -121,20 +127,28 @@ class BoardCache:
 
 
 class Page(NamedTuple):
-    """One serialized page of a board, the same gzip-compressed, and its entity tag."""
+    """One serialized page of a board, the same gzip-compressed, its entity tag, and a digest of the
+    rows it was computed from (`orchestrator.leaderboard.board_inputs`; kept as a digest: a whole
+    board's rows per kept page would be megabytes)."""
 
     body: bytes
     gzipped: bytes
     etag: str
+    inputs: str | None = None
 
 
-def _serialized(board: Leaderboard) -> Page:
+def _digest(inputs: BoardInputs) -> str:
+    # repr of str, int, bool, None and float (shortest round-trip form) tells unequal values apart
+    return hashlib.blake2b(repr(inputs).encode(), digest_size=16).hexdigest()
+
+
+def _serialized(board: Leaderboard, inputs: str | None = None) -> Page:
     # Compressed once per computation, not per request: a 500-row page is ~150 KB of JSON, and
     # compressing it again for every client that sends `Accept-Encoding: gzip` cost more than all
     # the rest of the request (GZipMiddleware leaves a response that has a Content-Encoding alone).
     body = board.model_dump_json().encode()
     etag = f'W/"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
-    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), etag)
+    return Page(body, gzip.compress(body, compresslevel=6, mtime=0), etag, inputs)
 
 
 def _accepts_gzip(accept_encoding: str | None) -> bool:
@@ -196,12 +210,23 @@ def get_leaderboard(
     limit = page_limit(settings, settings.max_page_size if limit is None else limit)
     stamp = session.scalar(select(func.max(Result.id)))
 
-    def compute() -> Page:  # a session of its own: a refresh outlives the request
-        with request.app.state.sessions() as own:
-            return _serialized(leaderboard(own, **filters, offset=offset, limit=limit))
-
     cache: BoardCache = request.app.state.leaderboard_cache
     key = (*filters.values(), offset, limit)
+
+    def compute() -> Page:  # a session of its own: a refresh outlives the request
+        with request.app.state.sessions() as own:
+            board_filters = LeaderboardFilters(**filters)
+            rows = board_inputs(own, board_filters)
+            digest = _digest(rows)
+            # The same rows as the page kept (an expired page, or a result that does not count):
+            # the same board, so not computed again — the labels, ranks and models of a whole board
+            # hold the GIL for longer than reading its rows, and every request waits meanwhile.
+            kept = cache.previous(key)
+            if kept is not None and kept.inputs == digest:
+                return kept
+            board = board_from_inputs(own, rows, board_filters, offset=offset, limit=limit)
+            return _serialized(board, digest)
+
     page, expired = cache.kept(key, stamp)
     if page is None:
         page = cache.get(key, stamp, compute)  # computes, or waits for the request computing it

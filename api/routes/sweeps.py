@@ -237,7 +237,7 @@ def get_sweep_trials(
     the sweep's owner and admins (with their token) get the whole traceback."""
     owner = _sweep_or_404(session, sweep_id, load_only(Sweep.id, Sweep.owner)).owner
     trials, total = list_trials(session, sweep_id, state=state, offset=page.offset, limit=page.limit)
-    items = [TrialSummary.model_validate(trial, from_attributes=True) for trial in trials]
-    for item in items:
-        item.error = visible_error(item.error, owner, viewer)
+    for trial in trials:
+        trial["error"] = visible_error(trial["error"], owner, viewer)
+    items = [TrialSummary.model_validate(trial) for trial in trials]
     return json_response(TrialPage(items=items, total=total, offset=page.offset, limit=page.limit))

@@ -20,17 +20,20 @@ from .aggregates import (
     record_result_aggregate,
 )
 from .models import AverageRow, Leaderboard, LeaderboardFilters, LeaderboardRow, SweepIds
-from .query import LRA_TASKS, leaderboard
+from .query import LRA_TASKS, BoardInputs, board_from_inputs, board_inputs, leaderboard
 
 __all__ = [
     "LRA_TASKS",
     "AverageRow",
+    "BoardInputs",
     "Leaderboard",
     "LeaderboardFilters",
     "LeaderboardRow",
     "SweepIds",
     "aggregates_from_cells",
     "aggregates_from_results",
+    "board_from_inputs",
+    "board_inputs",
     "leaderboard",
     "rebuild_leaderboard_aggregates",
     "record_result_aggregate",

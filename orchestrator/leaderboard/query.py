@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,6 +41,17 @@ PUBLISHED_AVERAGE = "average"
 PUBLISHED_AVERAGE_WITHOUT_PATHX = "average_without_pathx"
 # Means closer than this share a rank: sums of the same numbers in another order differ by rounding.
 TIE_TOLERANCE = 1e-9
+
+
+class BoardInputs(NamedTuple):
+    """What a board is computed from, as read from the database; equal inputs make the same board
+    (its labels come from the groups' trial configs, which do not change). Reading them is a few
+    statements; computing the board from them (labels, ranks, averages, the rows' models) is most
+    of `leaderboard`'s time, which a caller holding an earlier board of equal inputs can skip."""
+
+    aggregates: list[Aggregate]
+    lra_means: list[tuple[str, str, float]] | None  # None: the aggregates' own (no task filter)
+    baselines: list[tuple[str, str, float | None, str]] | None  # (model, task, accuracy %, source)
 
 
 def leaderboard(
@@ -71,35 +83,75 @@ def leaderboard(
     `offset` and `limit` pick a page of the rows (`limit` None: to the end); `total_rows` counts them
     all. The averages are the whole board's on every page.
     """
-    if offset < 0 or (limit is not None and limit < 0):
-        raise ValueError(f"offset and limit must not be negative (got offset={offset}, limit={limit})")
-    conditions = {"layer": layer, "init": init, "reparam": reparam, "train_eigenvalues": train_eigenvalues}
+    _check_page(offset, limit)  # before any statement
     filters = LeaderboardFilters(
-        sweep_id=sweep_id, task=task, include_baselines=include_baselines, **conditions
+        sweep_id=sweep_id,
+        task=task,
+        layer=layer,
+        init=init,
+        reparam=reparam,
+        train_eigenvalues=train_eigenvalues,
+        include_baselines=include_baselines,
     )
+    return board_from_inputs(session, board_inputs(session, filters), filters, offset=offset, limit=limit)
+
+
+def board_inputs(session: Session, filters: LeaderboardFilters) -> BoardInputs:
+    """The rows `filters`' board is computed from (`leaderboard` above)."""
+    conditions = {
+        "layer": filters.layer,
+        "init": filters.init,
+        "reparam": filters.reparam,
+        "train_eigenvalues": filters.train_eigenvalues,
+    }
+    sweep_id, task = filters.sweep_id, filters.task
     source = aggregates_from_cells if sweep_id is None else partial(aggregates_from_results, sweep_id)
     aggregates = [Aggregate._make(row) for row in session.execute(source(task=task, **conditions))]
+    lra_means = None
+    if task is not None:  # the groups' other tasks, for their averages
+        every_task = source(**conditions).subquery()
+        lra_means = [
+            tuple(row)
+            for row in session.execute(
+                select(every_task.c.group_key, every_task.c.task, every_task.c.mean).where(
+                    every_task.c.task.in_(LRA_TASKS)
+                )
+            )
+        ]
+    baselines = None
+    if filters.include_baselines:
+        columns = (Baseline.model, Baseline.task, Baseline.test_accuracy, Baseline.source)
+        baselines = [tuple(row) for row in session.execute(select(*columns).order_by(Baseline.id))]
+    return BoardInputs(aggregates, lra_means, baselines)
+
+
+def board_from_inputs(
+    session: Session,
+    inputs: BoardInputs,
+    filters: LeaderboardFilters,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> Leaderboard:
+    """`filters`' board from its `inputs` (`board_inputs`); the session reads the groups' labels."""
+    _check_page(offset, limit)
+    aggregates, task, sweep_id = inputs.aggregates, filters.task, filters.sweep_id
     labels = group_labels(session, aggregates)
     by_task = _ranked_rows(aggregates, labels)
 
-    if task is None:
+    if inputs.lra_means is None:
         lra_means = [(a.group_key, a.task, a.mean) for a in aggregates if a.task in LRA_TASKS]
-    else:  # the groups' other tasks, for their averages
-        every_task = source(**conditions).subquery()
-        lra_means = session.execute(
-            select(every_task.c.group_key, every_task.c.task, every_task.c.mean).where(
-                every_task.c.task.in_(LRA_TASKS)
-            )
-        ).all()
+    else:
+        lra_means = inputs.lra_means
     averages = _group_averages(lra_means, labels)
-    if include_baselines:
+    if inputs.baselines is not None:
         if task is not None:
             baseline_tasks = {task}
         elif by_task or sweep_id is not None:  # a sweep's board: the tasks it has results on, if any
             baseline_tasks = set(by_task)
         else:
             baseline_tasks = set(LRA_TASKS)
-        baseline_rows, baseline_averages = _baselines(session, baseline_tasks)
+        baseline_rows, baseline_averages = _baselines(inputs.baselines, baseline_tasks)
         for row in baseline_rows:
             by_task.setdefault(row.task, []).append(row)
         if baseline_rows or averages:
@@ -109,6 +161,11 @@ def leaderboard(
     return Leaderboard(
         rows=page, averages=averages, filters=filters, total_rows=len(rows), offset=offset, limit=limit
     )
+
+
+def _check_page(offset: int, limit: int | None) -> None:
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"offset and limit must not be negative (got offset={offset}, limit={limit})")
 
 
 # --- rows, ranks, averages, baselines ------------------------------------------------------------------
@@ -193,16 +250,18 @@ def _average_order(average: AverageRow) -> tuple:
     return (*_descending(average.lra_average), *_descending(average.lra_average_without_pathx), average.label)
 
 
-def _baselines(session: Session, tasks: set[str]) -> tuple[list[LeaderboardRow], list[AverageRow]]:
+def _baselines(
+    baselines: Iterable[tuple[str, str, float | None, str]], tasks: set[str]
+) -> tuple[list[LeaderboardRow], list[AverageRow]]:
     """Baseline rows of `tasks` (best first per task) and every baseline's averages. Accuracies are
     stored in percent; tasks `average` and `average_without_pathx` hold the paper's own averages
     (over six tasks, and over the five without Path-X), which win over the ones computed here."""
     published: dict[str, dict[str, float | None]] = {}
     sources: dict[tuple[str, str], str] = {}
-    for baseline in session.scalars(select(Baseline).order_by(Baseline.id)):
-        accuracy = None if baseline.test_accuracy is None else baseline.test_accuracy / 100
-        published.setdefault(baseline.model, {})[baseline.task] = accuracy
-        sources[baseline.model, baseline.task] = baseline.source
+    for model, task, test_accuracy, source in baselines:  # (model, task, accuracy %, source) by id
+        accuracy = None if test_accuracy is None else test_accuracy / 100
+        published.setdefault(model, {})[task] = accuracy
+        sources[model, task] = source
 
     rows = []
     for model, by_task in published.items():
@@ -256,4 +315,4 @@ def _baselines(session: Session, tasks: set[str]) -> tuple[list[LeaderboardRow],
     return rows, sorted(averages, key=_average_order)
 
 
-__all__ = ["LRA_TASKS", "leaderboard"]
+__all__ = ["LRA_TASKS", "BoardInputs", "board_from_inputs", "board_inputs", "leaderboard"]

@@ -470,3 +470,43 @@ def test_an_expired_board_answers_while_one_thread_recomputes_it():
     while cache.kept(("all",), 7)[0] != "board 2" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert cache.kept(("all",), 7) == ("board 2", False) and len(calls) == 2
+
+
+def test_an_expired_board_is_computed_again_only_when_its_rows_changed(db_url, sessions_for, monkeypatch):
+    """An expired page whose rows (cells, baselines) read the same is kept, not recomputed; one whose
+    rows changed without a new result (an edited baseline) is recomputed, and says what a fresh
+    `leaderboard` says."""
+    import time
+
+    import api.routes.leaderboard as route
+    from orchestrator.models import Baseline
+
+    sessions = sessions_for(db_url)
+    tokens = make_tokens(sessions, "alice")
+    computed, compute = [], route.board_from_inputs
+    monkeypatch.setattr(route, "board_from_inputs", lambda *a, **k: computed.append(1) or compute(*a, **k))
+    settings = service_settings(db_url, read_cache_seconds=0, leaderboard_cache_seconds=0.05)
+    with TestClient(create_app(settings)) as client:
+        finish_trials(sessions, submit_sweep(client, tokens["alice"])["id"], n=4)
+        path = "/api/v1/leaderboard?task=listops"
+
+        def board_after_expiry() -> dict:
+            time.sleep(0.1)
+            client.get(path)  # expired: answered, and recomputed in the background
+            deadline = time.monotonic() + 10
+            while client.app.state.leaderboard_cache._refreshing and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return client.get(path).json()
+
+        first = client.get(path).json()
+        assert len(computed) == 1
+        assert board_after_expiry() == first and len(computed) == 1  # the same rows: kept
+        with transaction(sessions) as s:
+            s5 = s.scalar(select(Baseline).where(Baseline.model == "S5", Baseline.task == "listops"))
+            s5.test_accuracy = 12.5
+        edited = board_after_expiry()
+    assert len(computed) == 2 and edited != first
+    assert [row["mean"] for row in edited["rows"] if row["label"] == "S5"] == [0.125]
+    with sessions() as s:
+        fresh = leaderboard(s, task="listops", offset=0, limit=edited["limit"])
+    assert edited == json.loads(fresh.model_dump_json())

@@ -34,7 +34,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(DatabaseNotMigrated, match="ssmbench db upgrade"):
         require_migrated(engine)
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
 
 
 def test_0004_keeps_revoked_tokens_revoked_both_ways(db_url, engine):
@@ -101,3 +101,20 @@ def test_0008_goes_down_and_up_again(db_url, engine, sessions):
         assert connection.execute(text("SELECT count(*) FROM study_runs")).scalar() == 0
     with transaction(sessions) as s:
         assert record_study_run(s, "ptd", "quick", {}, [], utcnow()).id == 1
+
+
+def test_0009_indexes_go_down_and_up_again(db_url, engine):
+    from alembic import command
+
+    from orchestrator.db import alembic_config, upgrade
+
+    def trial_indexes() -> dict[str, list[str]]:
+        return {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("trials")}
+
+    added = {"ix_trials_sweep_state": ["sweep_id", "state"], "ix_trials_sweep_number": ["sweep_id", "number"]}
+    assert added.items() <= trial_indexes().items()
+    command.downgrade(alembic_config(db_url), "0008")
+    assert not added.keys() & trial_indexes().keys()
+    assert trial_indexes()["ix_trials_state_sweep"] == ["state", "sweep_id"]  # 0001's stays
+    upgrade(db_url)
+    assert added.items() <= trial_indexes().items()
