@@ -3,9 +3,7 @@ so that the request metrics label them by their whole template."""
 
 from . import baselines, health, leaderboard, reports, sweeps, trials
 
-ROUTERS = (
-    sweeps.router, trials.router, leaderboard.router, baselines.router, health.router, reports.router
-)
+ROUTERS = (sweeps.router, trials.router, leaderboard.router, baselines.router, health.router, reports.router)
 
 
 def read_paths(sweep_id: int, trial_id: int) -> list[str]:

@@ -28,6 +28,7 @@ matplotlib.use("Agg")  # before any pyplot import anywhere: reports run without 
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # Readable at 100% zoom: figures are about 900 px wide at the PNG's dpi, text at 10 pt.
 DPI = 100
@@ -258,6 +259,7 @@ def memory_function_figure(
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("lag τ (steps)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # lags are whole steps, however few
     ax.set_ylabel("MF(τ) (fraction of input variance)")
     _title(ax, title, "dashed: at initialization · solid: at the end of training")
     ax.grid(True, alpha=0.3)
