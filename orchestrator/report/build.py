@@ -28,6 +28,7 @@ import numpy as np
 from . import figures
 from .data import ConfigGroup, ReportData, load_diagnostic_arrays, load_report_data
 from .summary import build_summary, diagnostic_keys, epoch_scalar
+from .transfer import json_safe
 
 # How many configurations a figure draws per task: curves stay readable up to about ten lines, a
 # strip of seed points up to about twenty rows. The best by mean test metric are drawn; summary.json
@@ -211,7 +212,7 @@ def write_report(
         summary = build_summary(data, claims)
         if study is not None:
             summary = {"study": study, **summary}
-        (staging / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2, default=str) + "\n")
+        (staging / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, default=str) + "\n")
         (staging / "index.html").write_text(render_index(data, summary, written))
         if progress is not None:
             progress(len(written), len(written) + 1, "summary.json and index.html")
@@ -364,14 +365,3 @@ def _shown_note(shown: int, total: int, extra: str | None = None) -> str | None:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and ±inf as null: summary.json is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

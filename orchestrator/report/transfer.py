@@ -15,6 +15,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from .data import ConfigGroup, ReportData, SweepInfo, TrialRecord
 
 _FLOAT = "$float"
@@ -53,6 +55,20 @@ def arrays_from_diagnostics(document: dict[str, Any]) -> dict[str, Any] | None:
         name: [{k: v for k, v in layer.items() if k != "layer"} for layer in layers]
         for name, layers in snapshots.items()
     }
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON values where the number need not survive: NaN and ±inf become None,
+    numpy scalars Python numbers, tuples lists (summary.json, the claims `study_runs` keeps)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _encode(value: Any) -> Any:

@@ -3,13 +3,13 @@ judged, and what the /studies page lists (`orchestrator.queries.study_runs_page`
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ..models import StudyRunRecord, utcnow
+from ..report.transfer import json_safe
 
 
 def record_study_run(
@@ -23,15 +23,11 @@ def record_study_run(
     """Add one judged study run (`study_runs`): each run is a new row, a re-run too. The claims are
     stored as strict JSON: NaN and ±inf become null (PostgreSQL's JSON has no NaN), numpy scalars
     plain numbers."""
-    plain = json.loads(
-        json.dumps(claims, default=lambda o: o.item() if hasattr(o, "item") else str(o)),
-        parse_constant=lambda _: None,
-    )
     row = StudyRunRecord(
         study=study,
         scale=scale,
         sweeps=dict(sweeps),
-        claims=plain,
+        claims=json_safe(claims),
         created_at=started_at,
         finished_at=utcnow(),
     )
