@@ -275,3 +275,27 @@ def test_reads_answer_under_more_concurrent_requests_than_threads_and_connection
                 return [r.status_code for r in answers]
 
         assert asyncio.run(many()) == [200] * 40
+
+
+def test_a_cold_leaderboard_answers_more_concurrent_requests_than_connections(sqlite_url, monkeypatch):
+    """The first requests for a page the board cache does not hold wait for the one computing it,
+    which reads the board in a session of its own: a waiting request must have given its pooled
+    connection back, or with as many waiting as the pool holds (15 on SQLite; 40 threads) the one
+    computing waits for a connection until the pool's 30 s timeout, and so do they all."""
+    from api.routes import leaderboard as route
+
+    def slow_inputs(*args, **kwargs):  # a board of 10⁵ results: long enough for all to arrive
+        time.sleep(1.0)
+        return board_inputs(*args, **kwargs)
+
+    board_inputs = route.board_inputs
+    monkeypatch.setattr(route, "board_inputs", slow_inputs)
+    with ThreadedServer(service_settings(sqlite_url, read_cache_seconds=0)) as server:
+
+        async def many() -> list[int]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+                paths = ["/api/v1/leaderboard?task=delay"] * 40
+                answers = await asyncio.gather(*(client.get(p) for p in paths))
+                return [r.status_code for r in answers]
+
+        assert asyncio.run(many()) == [200] * 40
