@@ -19,11 +19,13 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.db import make_engine, require_migrated, session_factory
+from orchestrator.queries import SettledCounts
 from orchestrator.service import SchedulerService
 from orchestrator.worker import Trainer
 from ssm import __version__
@@ -99,6 +101,16 @@ class BodyLimitMiddleware:
 # --- the app -----------------------------------------------------------------------------------------
 
 
+def use_database(app: FastAPI, engine: Engine) -> None:
+    """Point `app`'s sessions (`api.deps.get_session`) at `engine`. A write's session is a
+    transaction; a read's (GET, HEAD) autocommits each statement, so a read costs the server its
+    statements and no BEGIN or ROLLBACK round trips — the ROLLBACK of closing a session would
+    otherwise run on the event loop, where the session dependency closes it."""
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.read_sessions = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | None = None) -> FastAPI:
     """A service instance on `settings.database_url` (which must be migrated).
 
@@ -112,7 +124,6 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
     except Exception:
         engine.dispose()
         raise
-    sessions = session_factory(engine)
     scheduler = (
         SchedulerService(
             settings,
@@ -154,14 +165,14 @@ def create_app(settings: ServiceSettings | None = None, *, train_fn: Trainer | N
         redoc_url=None,
         redirect_slashes=False,  # one URL per resource; a trailing slash is a JSON 404, not a redirect
     )
-    metrics = ServiceMetrics(sessions)
+    use_database(app, engine)
+    metrics = ServiceMetrics(app.state.sessions)
     app.state.settings = settings
-    app.state.engine = engine
-    app.state.sessions = sessions
     app.state.metrics = metrics
     app.state.version = app.version
     app.state.scheduler = scheduler  # None on an API-only replica; /health reads it
     app.state.leaderboard_cache = BoardCache(settings.leaderboard_cache_seconds)
+    app.state.settled_counts = SettledCounts()
     app.state.cluster_nodes = scheduler.nodes if scheduler and settings.check_resources else lambda: None
 
     install_error_handlers(app)

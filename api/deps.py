@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.queries import owner_load
+from orchestrator.queries import SettledCounts, owner_load
 from orchestrator.settings import Settings
 from orchestrator.tokens import Caller, token_caller
 
@@ -109,15 +109,22 @@ async def get_settings(request: Request) -> ServiceSettings:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    session = request.app.state.sessions()
+    reads = request.method in ("GET", "HEAD")
+    session = (request.app.state.read_sessions if reads else request.app.state.sessions)()
     try:
         yield session
     finally:
         session.close()
 
 
+async def get_settled_counts(request: Request) -> SettledCounts:
+    return request.app.state.settled_counts
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+SettledDep = Annotated[SettledCounts, Depends(get_settled_counts)]
+"""The trial counts of finished sweeps this app has read already (`orchestrator.queries.SettledCounts`)."""
 
 
 def _unauthorized() -> ServiceError:

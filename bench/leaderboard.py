@@ -65,7 +65,7 @@ TRIAL_COLUMNS = (
     "train_eigenvalues, seed, resources, created_at"
 )
 RESULT_COLUMNS = "trial_id, attempt, status, metric, best_epoch, val_metric, test_metric, payload, created_at"
-SWEEP_COLUMNS = "id, name, state, spec, priority, created_at"
+SWEEP_COLUMNS = "id, name, state, spec, priority, created_at, finished_at"
 
 
 # --- the data ----------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Study:
         rng = self.rng
         self.sweep_id += 1
         sweep_id = self.sweep_id
-        batch.sweeps.append((sweep_id, f"study-{sweep_id}", "completed", "{}", 0, self.now))
+        batch.sweeps.append((sweep_id, f"study-{sweep_id}", "completed", "{}", 0, self.now, self.now))
         tasks = rng.sample(TASKS, rng.randint(2, len(TASKS)))
         groups = rng.sample(self.groups, rng.randint(30, 120))
         seeds = range(sweep_id * 10, sweep_id * 10 + rng.randint(3, 5))
@@ -237,19 +237,20 @@ class SQLiteDatabase(Database):
         self.engine = make_engine(self.url)
 
     def load(self, batch: Batch) -> None:
-        def stamp(rows, at):  # SQLAlchemy's SQLite DateTime text
-            return [(*r[:at], r[at].strftime("%Y-%m-%d %H:%M:%S.%f"), *r[at + 1 :]) for r in rows]
+        def stamp(rows):  # datetimes as SQLAlchemy's SQLite DateTime text
+            text = lambda v: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v  # noqa: E731
+            return [tuple(map(text, row)) for row in rows]
 
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            for table, columns, rows, at in (
-                ("sweeps", SWEEP_COLUMNS, batch.sweeps, 5),
-                ("trials", TRIAL_COLUMNS, batch.trials, 15),
-                ("results", RESULT_COLUMNS, batch.results, 8),
+            for table, columns, rows in (
+                ("sweeps", SWEEP_COLUMNS, batch.sweeps),
+                ("trials", TRIAL_COLUMNS, batch.trials),
+                ("results", RESULT_COLUMNS, batch.results),
             ):
                 marks = ", ".join("?" * len(columns.split(",")))
-                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", stamp(rows, at))
+                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", stamp(rows))
             raw.commit()
         finally:
             raw.close()

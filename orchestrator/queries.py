@@ -3,9 +3,10 @@ metrics, a trial's diagnostics."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,8 +15,7 @@ from sqlalchemy.orm import Session, load_only
 
 from . import models
 from .array_codec import decode_array
-from .models import EpochMetric, Result, Sweep, Trial, TrialState
-from .store import state_counts
+from .models import EpochMetric, Result, Sweep, Trial, TrialState, utcnow
 
 # What a list shows of each row. Lists load only these columns: a sweep's spec and a trial's config
 # can be large, and a page of them would be read (and parsed) for nothing.
@@ -47,9 +47,47 @@ TRIAL_LIST_COLUMNS = (
 )
 
 
-def sweep_summary(session: Session, sweep: Sweep, counts: dict[str, int] | None = None) -> dict[str, Any]:
+class SettledCounts:
+    """Trials per state of the sweeps whose counts can no longer change, kept by a long-lived reader
+    (the API keeps one per app) so that listing finished sweeps stops counting their trials.
+
+    A sweep's counts settle when it is closed (completed, failed or cancelled), every trial of it is
+    in a final state, and it closed over `margin` ago: nothing moves a final trial again or reopens a
+    closed sweep, and the margin outlasts a transaction that began before the sweep closed and may
+    still add a trial to it (a search's `ask`). At most `max_sweeps` are kept, the oldest dropped.
+    Keep one per database: sweep ids are the keys."""
+
+    def __init__(self, max_sweeps: int = 100_000, margin: timedelta = timedelta(minutes=1)):
+        self.max_sweeps, self.margin = max_sweeps, margin
+        self._counts: dict[int, dict[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sweep_id: int) -> dict[str, int] | None:
+        return self._counts.get(sweep_id)
+
+    def offer(self, sweep: Sweep, counts: dict[str, int]) -> None:
+        """Keep `counts` (just read, after `sweep`'s row) when they have settled."""
+        settled = (
+            sweep.state in models.FINAL_SWEEP_STATES
+            and sweep.finished_at is not None
+            and sweep.finished_at < utcnow() - self.margin
+            and all(state in models.FINAL_TRIAL_STATES for state in counts)
+        )
+        if settled:
+            with self._lock:
+                self._counts[sweep.id] = dict(counts)
+                while len(self._counts) > self.max_sweeps:
+                    del self._counts[next(iter(self._counts))]
+
+
+def sweep_summary(
+    session: Session,
+    sweep: Sweep,
+    counts: dict[str, int] | None = None,
+    settled: SettledCounts | None = None,
+) -> dict[str, Any]:
     """A sweep with its progress; `counts` (its trials per state) are queried unless given."""
-    counts = state_counts(session, sweep.id) if counts is None else counts
+    counts = sweeps_state_counts(session, [sweep], settled)[sweep.id] if counts is None else counts
     total = sum(counts.values())
     done = sum(n for state, n in counts.items() if state in models.FINAL_TRIAL_STATES)
     return {
@@ -66,18 +104,32 @@ def sweep_summary(session: Session, sweep: Sweep, counts: dict[str, int] | None 
     }
 
 
-def sweeps_state_counts(session: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Trials per state of each of `sweep_ids` (an empty dict for a sweep without trials), in one
-    query: what a page of sweeps shows, without a query per sweep."""
-    counts: dict[int, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
-    if sweep_ids:
+def sweeps_state_counts(
+    session: Session, sweeps: Sequence[Sweep], settled: SettledCounts | None = None
+) -> dict[int, dict[str, int]]:
+    """Trials per state of each of `sweeps` (an empty dict for a sweep without trials), in one
+    query for those whose counts `settled` does not keep: what a page of sweeps shows, without a
+    query per sweep."""
+    counts: dict[int, dict[str, int]] = {}
+    to_count: list[Sweep] = []
+    for sweep in sweeps:
+        kept = settled.get(sweep.id) if settled is not None else None
+        if kept is None:
+            counts[sweep.id] = {}
+            to_count.append(sweep)
+        else:
+            counts[sweep.id] = dict(kept)
+    if to_count:
         query = (
             select(Trial.sweep_id, Trial.state, func.count())
-            .where(Trial.sweep_id.in_(sweep_ids))
+            .where(Trial.sweep_id.in_([sweep.id for sweep in to_count]))
             .group_by(Trial.sweep_id, Trial.state)
         )
         for sweep_id, state, n in session.execute(query):
             counts[sweep_id][state] = n
+        if settled is not None:
+            for sweep in to_count:
+                settled.offer(sweep, counts[sweep.id])
     return counts
 
 

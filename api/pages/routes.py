@@ -70,7 +70,7 @@ def sweeps_page(request: Request, session: SessionDep, page: PageNumber = 1) -> 
     offset = (page - 1) * SWEEPS_PER_PAGE
     sweeps, total = list_sweeps(session, offset=offset, limit=SWEEPS_PER_PAGE)
     ids = [sweep.id for sweep in sweeps]
-    counts = sweeps_state_counts(session, ids)
+    counts = sweeps_state_counts(session, sweeps, request.app.state.settled_counts)
     best = best_trials(session, ids)
     return render(
         request,
@@ -101,7 +101,7 @@ def sweep_page(
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         return not_found(request, "sweep", sweep_id)
-    summary = sweep_summary(session, sweep)
+    summary = sweep_summary(session, sweep, settled=request.app.state.settled_counts)
     trials, n_shown = trials_page(
         session,
         sweep_id,
@@ -165,7 +165,7 @@ def sweep_progress(request: Request, session: SessionDep, sweep_id: SweepId) -> 
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         return JSONResponse({"error": {"code": "not_found", "message": f"no sweep {sweep_id}"}}, 404)
-    summary = sweep_summary(session, sweep)
+    summary = sweep_summary(session, sweep, settled=request.app.state.settled_counts)
     document = {
         "id": sweep.id,
         "state": sweep.state,

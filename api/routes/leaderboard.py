@@ -209,6 +209,10 @@ def get_leaderboard(
     }
     limit = page_limit(settings, settings.max_page_size if limit is None else limit)
     stamp = session.scalar(select(func.max(Result.id)))
+    # The connection back to the pool before this request may wait for a board another one
+    # computes in a session of its own: with as many waiting as the pool holds, that one would wait
+    # for a connection until the pool's timeout, and they all with it.
+    session.close()
 
     cache: BoardCache = request.app.state.leaderboard_cache
     key = (*filters.values(), offset, limit)

@@ -25,6 +25,7 @@ from ..deps import (
     ReadAccess,
     SessionDep,
     SettingsDep,
+    SettledDep,
     ViewerDep,
     check_submission,
     json_response,
@@ -164,12 +165,13 @@ def _store_sweep(sessions, body, content_type, settings, caller, nodes) -> Sweep
 )
 def get_sweeps(
     session: SessionDep,
+    settled: SettledDep,
     page: SweepsPage,
     state: Annotated[SweepState | None, Query(description="only sweeps in this state")] = None,
 ) -> Response:
     """Sweeps, newest first, with their progress."""
     sweeps, total = list_sweeps(session, state=state, offset=page.offset, limit=page.limit)
-    counts = sweeps_state_counts(session, [sweep.id for sweep in sweeps])  # one query for the page
+    counts = sweeps_state_counts(session, sweeps, settled)  # one query for the page at most
     items = [sweep_summary(session, sweep, counts[sweep.id]) for sweep in sweeps]
     return json_response(SweepPage.model_validate({"items": items, "total": total, **page._asdict()}))
 
@@ -189,10 +191,11 @@ def _sweep_or_404(session, sweep_id: int, *options) -> Sweep:
     dependencies=[ReadAccess],
     responses=error_responses(401, 404),
 )
-def get_sweep(session: SessionDep, sweep_id: SweepId) -> Response:
+def get_sweep(session: SessionDep, settled: SettledDep, sweep_id: SweepId) -> Response:
     """A sweep with its trial counts by state, its progress and its spec."""
     sweep = _sweep_or_404(session, sweep_id)
-    return json_response(SweepDetail.model_validate({**sweep_summary(session, sweep), "spec": sweep.spec}))
+    summary = sweep_summary(session, sweep, settled=settled)
+    return json_response(SweepDetail.model_validate({**summary, "spec": sweep.spec}))
 
 
 @router.post(

@@ -161,7 +161,7 @@ def _sweeps(session: Session, sweep_ids: list[int]) -> list[SweepInfo]:
     missing = [i for i in sweep_ids if i not in found]
     if missing:
         raise ReportError(f"no sweep with id {', '.join(map(str, missing))}")
-    counts = sweeps_state_counts(session, sweep_ids)
+    counts = sweeps_state_counts(session, list(found.values()))
     return [
         SweepInfo(
             id=s.id,

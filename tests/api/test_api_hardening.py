@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from api.app import create_app
+from api.app import create_app, use_database
 from api.cli import app as cli_app
 from api.client import Client, ServerUnreachable
 from api.metrics import HTTP_METHODS
@@ -347,12 +347,10 @@ def test_a_trials_traceback_is_for_its_owner_and_admins_readers_get_its_last_lin
 
 
 def test_health_never_shows_exception_text(sqlite_url):
-    from orchestrator.db import make_engine, session_factory
+    from orchestrator.db import make_engine
 
     app = create_app(service_settings(sqlite_url))
-    app.state.sessions = session_factory(
-        make_engine("postgresql+psycopg://nobody:hunter2@127.0.0.1:9/none?connect_timeout=2")
-    )
+    use_database(app, make_engine("postgresql+psycopg://nobody:hunter2@127.0.0.1:9/none?connect_timeout=2"))
     secret = "TypeError: '<' not supported, /opt/venv/lib/python3.11/site-packages/orchestrator/spec.py"
 
     class LeakyScheduler:  # a SchedulerService whose status carries exception text

@@ -20,7 +20,7 @@ from conftest import (
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app
+from api.app import create_app, use_database
 from api.deps import ServiceSettings
 from orchestrator import store
 from orchestrator.db import DatabaseNotMigrated, transaction
@@ -380,13 +380,11 @@ def test_an_unmigrated_database_is_refused_with_the_command_that_fixes_it(tmp_pa
 
 
 def test_an_unreachable_database_is_503_not_500(sqlite_url):
-    from orchestrator.db import make_engine, session_factory
+    from orchestrator.db import make_engine
 
     app = create_app(service_settings(sqlite_url))
     # a server that refuses connections: every query fails as when PostgreSQL went away
-    app.state.sessions = session_factory(
-        make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2")
-    )
+    use_database(app, make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2"))
     with TestClient(app) as client:
         error = error_of(client.get("/api/v1/sweeps"), 503)
         assert error["code"] == "database_unavailable"
