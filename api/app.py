@@ -35,6 +35,7 @@ from .deps import API_PREFIX, ServiceSettings
 from .errors import error_response, install_error_handlers
 from .guards import BodyDeadlineMiddleware, RejectNulMiddleware, WriteAuthMiddleware
 from .metrics import RequestMetricsMiddleware, ServiceMetrics
+from .middleware import HttpMiddleware
 from .pages import install_pages
 from .read_cache import ReadCacheMiddleware
 from .routes import ROUTERS
@@ -43,18 +44,19 @@ from .routes.leaderboard import BoardCache
 # --- request body limit ---------------------------------------------------------------------------------
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """413 for a body over `limit` bytes: at once by its Content-Length, else while reading it (a
     chunked body without a length is counted as it arrives). The body is buffered (it is at most
     `limit` bytes) and replayed to the app."""
 
     def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
+        super().__init__(app)
+        self.limit = limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
-            await self.app(scope, receive, send)
-            return
+    def handles(self, scope: Scope) -> bool:
+        return super().handles(scope) and scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:

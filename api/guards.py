@@ -27,6 +27,7 @@ from orchestrator.tokens import Caller
 
 from .deps import authenticate
 from .errors import ServiceError, error_response
+from .middleware import HttpMiddleware
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The web pages' forms (api.pages): the login form posts the token in its body and checks it itself;
@@ -35,19 +36,15 @@ FORM_PATHS = frozenset({"/login", "/logout"})
 CLOSE = {"Connection": "close"}
 
 
-class RejectNulMiddleware:
+class RejectNulMiddleware(HttpMiddleware):
     """422 for a NUL character (`%00`) in the path or in any query parameter's name or value."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            field = nul_field(scope)
-            if field is not None:
-                message = f"{field} contains a NUL character (%00), which no parameter accepts"
-                await error_response(422, "validation_error", message, field)(scope, receive, send)
-                return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        field = nul_field(scope)
+        if field is not None:
+            message = f"{field} contains a NUL character (%00), which no parameter accepts"
+            await error_response(422, "validation_error", message, field)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -62,18 +59,17 @@ def nul_field(scope: Scope) -> str | None:
     return None
 
 
-class WriteAuthMiddleware:
+class WriteAuthMiddleware(HttpMiddleware):
     """401 (or 503 when the database does not answer) for a write without a valid token, from its
     headers; the caller it finds is left in `scope["state"]["caller"]` for the route's dependency.
     The routes and the database sessions are the app's (`scope["app"]`, `app.state.sessions`)."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    def handles(self, scope: Scope) -> bool:
+        return (
+            super().handles(scope) and scope["method"] not in SAFE_METHODS and scope["path"] not in FORM_PATHS
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or scope["path"] in FORM_PATHS:
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = scope["app"]
         if not _routed(service.router, scope):  # the router answers 404/405; it has no use for the body
             await self.app(scope, _no_body, send)
@@ -107,16 +103,14 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-class BodyDeadlineMiddleware:
+class BodyDeadlineMiddleware(HttpMiddleware):
     """408 when a request body is still arriving `seconds` after the request began."""
 
     def __init__(self, app: ASGIApp, seconds: float):
-        self.app, self.seconds = app, seconds
+        super().__init__(app)
+        self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = time.monotonic() + self.seconds
         timed_out = started = body_done = False
 

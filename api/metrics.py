@@ -25,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrator.models import Trial, TrialState
 from orchestrator.store import state_counts
 
+from .middleware import HttpMiddleware
+
 TRIAL_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -89,17 +91,14 @@ class ServiceMetrics:
         self.registry.register(DatabaseCollector(sessions))
 
 
-class RequestMetricsMiddleware:
-    """Times every HTTP request into `ServiceMetrics.request_seconds` (a plain ASGI middleware:
-    Starlette's BaseHTTPMiddleware costs more than the fast routes themselves)."""
+class RequestMetricsMiddleware(HttpMiddleware):
+    """Times every HTTP request into `ServiceMetrics.request_seconds`."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics):
-        self.app, self.metrics = app, metrics
+        super().__init__(app)
+        self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
 

@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .deps import API_PREFIX
+from .middleware import HttpMiddleware
 
 MAX_BODY_BYTES = 1_048_576  # a trial's diagnostics (~10 MB) are not kept: they are read rarely
 MAX_ENTRIES = 512
@@ -135,26 +136,25 @@ def _compressible(headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
     return len(body) >= GZIP_MINIMUM_BYTES and all(n != b"content-encoding" for n, _ in headers)
 
 
-class ReadCacheMiddleware:
+class ReadCacheMiddleware(HttpMiddleware):
     """Anonymous GET /api/v1 answers kept for at most `seconds` (see the module's docstring)."""
 
     def __init__(self, app: ASGIApp, seconds: float, read_auth: bool):
-        self.app, self.seconds, self.read_auth = app, seconds, read_auth
+        super().__init__(app)
+        self.seconds, self.read_auth = seconds, read_auth
         self._entries: OrderedDict[tuple[str, bytes], Entry] = OrderedDict()
         self._computing: dict[tuple[str, bytes], asyncio.Future] = {}
         self._refreshes: set[asyncio.Task] = set()  # referenced until done (the loop keeps weak refs)
 
-    def _cacheable(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["method"] != "GET" or self.read_auth:
+    def handles(self, scope: Scope) -> bool:
+        """Whether the answer may be kept: an anonymous GET under /api/v1, when reads need no token."""
+        if not super().handles(scope) or scope["method"] != "GET" or self.read_auth:
             return False
         if not scope["path"].startswith(API_PREFIX + "/"):
             return False
         return all(name != b"authorization" for name, _ in scope["headers"])
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._cacheable(scope):
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = (scope["path"], scope["query_string"])
         entry = self._kept(key)
         if entry is None:

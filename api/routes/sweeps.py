@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import yaml
@@ -73,6 +74,19 @@ _SPEC_BODY = {
         },
     }
 }
+
+
+def _read_route(path: str, model: type, summary: str, *statuses: int) -> Callable[[Callable], Callable]:
+    """`router.get` for a read of the sweeps: behind `ReadAccess` (a token when the service asks one
+    for reads: 401), answering `statuses` besides. The other resources' routers set ReadAccess on
+    the whole router; this one also has writes, which check their caller themselves."""
+    return router.get(
+        path,
+        response_model=model,
+        summary=summary,
+        dependencies=[ReadAccess],
+        responses=error_responses(401, *statuses),
+    )
 
 
 def read_spec(
@@ -156,13 +170,7 @@ def _store_sweep(sessions, body, content_type, settings, caller, nodes) -> Sweep
         raise ServiceError(422, "invalid_spec", message) from None
 
 
-@router.get(
-    "",
-    response_model=SweepPage,
-    summary="List sweeps",
-    dependencies=[ReadAccess],
-    responses=error_responses(401),
-)
+@_read_route("", SweepPage, "List sweeps")
 def get_sweeps(
     session: SessionDep,
     settled: SettledDep,
@@ -184,13 +192,7 @@ def _sweep_or_404(session, sweep_id: int, *options) -> Sweep:
     return sweep
 
 
-@router.get(
-    "/{sweep_id}",
-    response_model=SweepDetail,
-    summary="Get a sweep",
-    dependencies=[ReadAccess],
-    responses=error_responses(401, 404),
-)
+@_read_route("/{sweep_id}", SweepDetail, "Get a sweep", 404)
 def get_sweep(session: SessionDep, settled: SettledDep, sweep_id: SweepId) -> Response:
     """A sweep with its trial counts by state, its progress and its spec."""
     sweep = _sweep_or_404(session, sweep_id)
@@ -222,13 +224,7 @@ def cancel_sweep(session: SessionDep, caller: CallerDep, sweep_id: SweepId) -> C
     return CancelResult.model_validate({**sweep_summary(session, sweep), "cancelled_trials": cancelled})
 
 
-@router.get(
-    "/{sweep_id}/trials",
-    response_model=TrialPage,
-    summary="List a sweep's trials",
-    dependencies=[ReadAccess],
-    responses=error_responses(401, 404),
-)
+@_read_route("/{sweep_id}/trials", TrialPage, "List a sweep's trials", 404)
 def get_sweep_trials(
     session: SessionDep,
     sweep_id: SweepId,

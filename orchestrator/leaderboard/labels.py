@@ -6,23 +6,35 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Trial
-from .aggregates import Aggregate
 
 
-def group_labels(session: Session, aggregates: Sequence[Aggregate]) -> dict[str, str]:
+class LabelledGroup(Protocol):
+    """What a label reads of a group besides its stored config: a leaderboard `Aggregate`, a
+    report's `ConfigGroup`."""
+
+    group_key: str
+    layer: str
+    init: str
+    reparam: str
+    train_eigenvalues: bool
+
+
+def group_labels(
+    session: Session, groups: Iterable[LabelledGroup], trial_ids: Mapping[str, int]
+) -> dict[str, str]:
     """A label per configuration group: layer · init · reparam (with a, b for `best`) ·
     trained/frozen, then `field=value` for every other model or optim field on which the groups
     differ; floats to 3 significant digits. Labels are unique: groups that their stored configs (or
-    the rounding) do not tell apart get the start of their group key."""
-    columns = {a.group_key: a for a in aggregates}
-    trial_ids = {a.group_key: a.trial_id for a in aggregates if a.trial_id is not None}
+    the rounding) do not tell apart get the start of their group key. `trial_ids`: a trial of each
+    group (by group key) whose stored config names it; a group without one is named by its columns."""
+    columns = {g.group_key: g for g in groups}
     configs: dict[str, dict[str, Any]] = {group_key: {} for group_key in columns}
     if trial_ids:
         found = session.execute(

@@ -136,7 +136,8 @@ def board_from_inputs(
     """`filters`' board from its `inputs` (`board_inputs`); the session reads the groups' labels."""
     _check_page(offset, limit)
     aggregates, task, sweep_id = inputs.aggregates, filters.task, filters.sweep_id
-    labels = group_labels(session, aggregates)
+    trial_ids = {a.group_key: a.trial_id for a in aggregates if a.trial_id is not None}
+    labels = group_labels(session, aggregates, trial_ids)
     by_task = _ranked_rows(aggregates, labels)
 
     if inputs.lra_means is None:

@@ -280,16 +280,8 @@ def array_figures(
     diagnostic arrays `(label, {"init": per layer, "end": per layer, …})` (`load_diagnostic_arrays`);
     nothing for a trial without both snapshots. A sweep's report draws one trial per configuration,
     a trial's page its own."""
-    eigenvalues, memory = [], []
-    for label, stored in labelled:
-        if not stored or not stored.get("init") or not stored.get("end"):
-            continue
-        before, after = _layers_complex(stored["init"]), _layers_complex(stored["end"])
-        if before is not None and after is not None:
-            eigenvalues.append((label, before, after))
-        init_mf, end_mf = (_mean_memory_function(stored[when]) for when in ("init", "end"))
-        if init_mf is not None and end_mf is not None:
-            memory.append((label, init_mf, end_mf))
+    eigenvalues = _init_and_end(labelled, _layers_complex)
+    memory = _init_and_end(labelled, _mean_memory_function)
     if eigenvalues:
         yield ReportFigure(
             f"eigenvalues-{slug}",
@@ -306,6 +298,22 @@ def array_figures(
             "initialization (dashed) and at the end of training (solid).",
             figures.memory_function_figure(memory, title=f"Memory function MF(τ){on}"),
         )
+
+
+def _init_and_end(
+    labelled: Sequence[tuple[str, dict[str, Any]]],
+    quantity: Callable[[Sequence[dict[str, Any]]], np.ndarray | None],
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """`(label, quantity at init, quantity at the end)` of each trial whose arrays have both
+    snapshots and give the quantity (not None) from both."""
+    series = []
+    for label, stored in labelled:
+        if not stored or not stored.get("init") or not stored.get("end"):
+            continue
+        before, after = quantity(stored["init"]), quantity(stored["end"])
+        if before is not None and after is not None:
+            series.append((label, before, after))
+    return series
 
 
 def _layers_complex(per_layer: Sequence[dict[str, Any]]) -> np.ndarray | None:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..leaderboard.aggregates import GROUP_COLUMNS, counted_rows
+from ..leaderboard.labels import group_labels
 from ..models import EpochMetric, Result, Sweep, Trial, TrialDiagnostics
 from ..queries import sweeps_state_counts
 
@@ -233,7 +234,7 @@ def _groups(session: Session, sweep_ids: list[int], sweeps: list[SweepInfo]) -> 
                 fourier=_fourier_table(fourier) or _fourier_table(legacy_fourier),
             )
         )
-    labels = _configuration_labels(session, list(groups.values()), first_trial)
+    labels = group_labels(session, groups.values(), first_trial)  # the leaderboard's labels
     for group in groups.values():
         group.label = labels[group.group_key]
         group.trials.sort(key=lambda t: (t.seed, t.trial_id))
@@ -268,35 +269,6 @@ def _attach_epochs(session: Session, sweep_ids: list[int], groups: list[ConfigGr
             trial.epochs.clear()
         last_attempt[run_id] = attempt
         trial.epochs.append({**(metrics or {}), "epoch": epoch, "val_metric": val_metric})
-
-
-def _configuration_labels(
-    session: Session, groups: list[ConfigGroup], first_trial: dict[str, int]
-) -> dict[str, str]:
-    """The leaderboard's labels ("s4d · inv · exp · frozen · lr=0.001"), one per group key."""
-    from ..leaderboard.aggregates import Aggregate
-    from ..leaderboard.labels import group_labels
-
-    aggregates = {}
-    for g in groups:
-        aggregates.setdefault(
-            g.group_key,
-            Aggregate(
-                task=g.task,
-                group_key=g.group_key,
-                layer=g.layer,
-                init=g.init,
-                reparam=g.reparam,
-                train_eigenvalues=g.train_eigenvalues,
-                metric=g.metric,
-                n=len(g.trials),
-                mean=g.mean_test,
-                std=None,
-                sweep_ids="",
-                trial_id=first_trial[g.group_key],
-            ),
-        )
-    return group_labels(session, list(aggregates.values()))
 
 
 def _task_order(task: str) -> tuple:
