@@ -41,31 +41,43 @@ class Identity(Reparam):
         return re.clone()
 
 
-class Exp(Reparam):
+class _NegatedPositive(Reparam):
+    """f(w) = −g(w) for an increasing g onto (0, ∞): `positive` is g, `positive_inverse` g⁻¹, so
+    Re λ < 0 always and `inverse` needs Re λ < 0."""
+
+    @staticmethod
+    def positive(w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def positive_inverse(y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, w):
+        return -self.positive(w)
+
+    def inverse(self, re):
+        _require_negative(re, self.name)
+        return self.positive_inverse(-re)
+
+
+class Exp(_NegatedPositive):
     """f(w) = −exp(w): the S4/S4D default."""
 
     name = "exp"
-
-    def forward(self, w):
-        return -torch.exp(w)
-
-    def inverse(self, re):
-        _require_negative(re, self.name)
-        return torch.log(-re)
+    positive = staticmethod(torch.exp)
+    positive_inverse = staticmethod(torch.log)
 
 
-class Softplus(Reparam):
+class Softplus(_NegatedPositive):
     """f(w) = −softplus(w) = −log(1 + eʷ)."""
 
     name = "softplus"
+    positive = staticmethod(F.softplus)
 
-    def forward(self, w):
-        return -F.softplus(w)
-
-    def inverse(self, re):
-        _require_negative(re, self.name)
+    @staticmethod
+    def positive_inverse(y):
         # softplus⁻¹(y) = log(eʸ − 1) = y + log(1 − e⁻ʸ), the second form does not overflow for large y.
-        y = -re
         return y + torch.log(-torch.expm1(-y))
 
 

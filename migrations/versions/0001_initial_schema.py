@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.shared import configuration_columns
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -73,10 +75,7 @@ def upgrade() -> None:
         sa.Column("config_hash", sa.String(length=64), nullable=False),
         sa.Column("group_key", sa.String(length=64), nullable=False),
         sa.Column("task", sa.String(length=64), nullable=False),
-        sa.Column("layer", sa.String(length=16), nullable=False),
-        sa.Column("init", sa.String(length=16), nullable=False),
-        sa.Column("reparam", sa.String(length=16), nullable=False),
-        sa.Column("train_eigenvalues", sa.Boolean(), nullable=False),
+        *configuration_columns(),
         sa.Column("seed", sa.Integer(), nullable=False),
         sa.Column("resources", sa.JSON(), nullable=False),
         sa.Column("optuna_trial", sa.Integer(), nullable=True),

@@ -12,8 +12,9 @@ average.
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from migrations.shared import baselines_table
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -44,13 +45,7 @@ PUBLISHED = [
     ),
 ]
 
-baselines = sa.table(
-    "baselines",
-    sa.column("model", sa.String),
-    sa.column("task", sa.String),
-    sa.column("test_accuracy", sa.Float),
-    sa.column("source", sa.String),
-)
+baselines = baselines_table()
 
 
 def upgrade() -> None:

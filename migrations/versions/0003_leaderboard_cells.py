@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.shared import configuration_columns
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -36,10 +38,7 @@ def upgrade() -> None:
         "leaderboard_cells",
         sa.Column("task", sa.String(length=64), nullable=False),
         sa.Column("group_key", sa.String(length=64), nullable=False),
-        sa.Column("layer", sa.String(length=16), nullable=False),
-        sa.Column("init", sa.String(length=16), nullable=False),
-        sa.Column("reparam", sa.String(length=16), nullable=False),
-        sa.Column("train_eigenvalues", sa.Boolean(), nullable=False),
+        *configuration_columns(),
         sa.Column("metric", sa.String(length=20), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
         sa.Column("sum_x", sa.Float(), nullable=False),

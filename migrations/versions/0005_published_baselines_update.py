@@ -21,8 +21,9 @@ row added by hand under another pair stays.
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from migrations.shared import baselines_table
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -135,13 +136,7 @@ PUBLISHED: list[Row] = [
     ),
 ]
 
-baselines = sa.table(
-    "baselines",
-    sa.column("model", sa.String),
-    sa.column("task", sa.String),
-    sa.column("test_accuracy", sa.Float),
-    sa.column("source", sa.String),
-)
+baselines = baselines_table()
 
 
 def _replace(seeded: list[Row], wanted: list[Row]) -> None:

@@ -7,9 +7,11 @@ whole tensors so a trainer can batch by fancy indexing (`ds.x[idx]`) without a D
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -213,6 +215,60 @@ def check_file_task_options(
         seed=check_int("seed", seed, minimum=0),
         skip_bad=check_bool("skip_bad", skip_bad),
     )
+
+
+def option(name: str, default: Any, annotation: str) -> inspect.Parameter:
+    """A keyword-only option of a loader's public signature (annotations are strings, as this package's
+    modules write them)."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_common_options(
+    make: Callable[..., Task],
+    positional: Sequence[inspect.Parameter],
+    before: Sequence[inspect.Parameter],
+    after: Sequence[inspect.Parameter],
+    check: Callable[..., Any],
+) -> Callable[..., Task]:
+    """`make(*positional, checked, **own)` as a loader that also takes options several loaders share.
+
+    The result's signature, which `ssm.data.task_options` reads, lists `positional`, the shared options
+    `before`, the keyword-only options of `make`, then the shared options `after`. A call binds its
+    arguments to that signature, passes the shared options through `check(**shared)` (which raises
+    ValueError naming a bad one) and calls `make` with the result as `checked`."""
+    own = [p for p in inspect.signature(make).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    signature = inspect.Signature([*positional, *before, *own, *after], return_annotation="Task")
+
+    @functools.wraps(make)
+    def load(*args: Any, **kwargs: Any) -> Task:
+        arguments = signature.bind(*args, **kwargs)
+        arguments.apply_defaults()
+        values = dict(arguments.arguments)
+        leading = [values.pop(p.name) for p in positional]
+        checked = check(**{p.name: values.pop(p.name) for p in (*before, *after)})
+        return make(*leading, checked, **values)
+
+    load.__signature__ = signature
+    return load
+
+
+def file_task(
+    *, max_len: int, own_options_first: bool = False
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorator for an LRA loader written `make(data_dir, common: FileTaskOptions, *, <its own options>)`:
+    the loader takes `data_dir`, the options every LRA loader takes (`max_len`, default `max_len`;
+    `n_train`, `n_val`, `n_test`, default None; `seed`, default 0; `skip_bad`, default False), checked
+    by `check_file_task_options` before `make` is called, and its own options: after the common ones,
+    or before them with `own_options_first`."""
+    common = [
+        option("max_len", max_len, "int"),
+        *(option(f"n_{split}", None, "int | None") for split in SPLITS),
+        option("seed", 0, "int"),
+        option("skip_bad", False, "bool"),
+    ]
+    before, after = ([], common) if own_options_first else (common, [])
+    data_dir = inspect.Parameter("data_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Path")
+    return lambda make: with_common_options(make, [data_dir], before, after, check_file_task_options)
 
 
 def require_files(paths: Iterable[Path], provider: str, what: str) -> None:

@@ -38,11 +38,12 @@ from ssm.data.base import (
     BadItems,
     DataFormatError,
     DataNotFoundError,
+    FileTaskOptions,
     Task,
     carve_validation,
     check_bool,
-    check_file_task_options,
     check_fraction,
+    file_task,
     import_optional,
     require_files,
 )
@@ -138,20 +139,11 @@ def require_cifar_files(data_dir: Path) -> dict[str, list[Path]]:
     return files
 
 
+@file_task(max_len=CIFAR_PIXELS)
 def load_image(
-    data_dir: Path,
-    *,
-    max_len: int = CIFAR_PIXELS,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-    rgb: bool = False,
-    val_fraction: float = 0.1,
+    data_dir: Path, common: FileTaskOptions, *, rgb: bool = False, val_fraction: float = 0.1
 ) -> Task:
     """LRA image: CIFAR-10 from `<data_dir>/cifar-10-batches-py/` (10 classes, 1 or 3 channels)."""
-    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     val_fraction = check_fraction("val_fraction", val_fraction)
     rgb = check_bool("rgb", rgb)
     files = require_cifar_files(data_dir)
@@ -312,18 +304,8 @@ def _pathfinder_loader(name: str, side: int, dataset: str) -> Callable[..., Task
     """The loader of task `name`: Pathfinder images of `side`×`side` pixels from
     `<data_dir>/pathfinder<side>/<level>/`, as LRA's `dataset` (one loader, two image sizes)."""
 
-    def load(
-        data_dir: Path,
-        *,
-        level: str = "curv_contour_length_14",
-        max_len: int = side * side,
-        n_train: int | None = None,
-        n_val: int | None = None,
-        n_test: int | None = None,
-        seed: int = 0,
-        skip_bad: bool = False,
-    ) -> Task:
-        common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
+    @file_task(max_len=side * side, own_options_first=True)
+    def load(data_dir: Path, common: FileTaskOptions, *, level: str = "curv_contour_length_14") -> Task:
         source_root, level_dir, provider = pathfinder_location(data_dir, side, level)
         metadata_bad = BadItems(common.skip_bad)
         items = read_pathfinder_metadata(level_dir, provider, metadata_bad)

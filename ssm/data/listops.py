@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssm.data.base import BadItems, Task, check_file_task_options, count_lines, require_split_files
+from ssm.data.base import BadItems, FileTaskOptions, Task, count_lines, file_task, require_split_files
 from ssm.data.cache import items_builder, load_or_build, lra_task
 
 LISTOPS_DIR = "listops-1000"
@@ -88,18 +88,9 @@ def require_listops_files(data_dir: Path) -> dict[str, Path]:
     )
 
 
-def load_listops(
-    data_dir: Path,
-    *,
-    max_len: int = 2048,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-) -> Task:
+@file_task(max_len=2048)
+def load_listops(data_dir: Path, common: FileTaskOptions) -> Task:
     """The ListOps task from `<data_dir>/listops-1000/` (10 classes, tokens, mean pooling)."""
-    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     paths = require_listops_files(data_dir)
 
     def examples(split: str, bad: BadItems) -> Iterator[tuple[list[int], int, int]]:

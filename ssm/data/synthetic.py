@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,10 @@ from ssm.data.base import (
     check_int,
     check_sizes,
     import_optional,
+    option,
     split_rng,
     subsample,
+    with_common_options,
 )
 
 
@@ -62,9 +65,41 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
-def _sizes_and_seed(n_train: Any, n_val: Any, n_test: Any, seed: Any) -> tuple[dict[str, int], int]:
-    """The split sizes (each required) and the seed, checked; ValueError naming the first bad one."""
-    return check_sizes(n_train, n_val, n_test, allow_none=False), check_int("seed", seed, minimum=0)
+@dataclass(frozen=True)
+class GeneratedOptions:
+    """The options every generated task takes, checked: the sequence length, the number of sequences
+    of each split, and the seed."""
+
+    length: int
+    sizes: dict[str, int]
+    seed: int
+
+
+def synthetic_task(
+    *, length: int, n_train: int, n_val: int, n_test: int
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorator for a generated task written `make(common: GeneratedOptions, *, <its own options>)`:
+    the task takes `seq_len` and its alias `max_len` (default `length`), its own options, then
+    `n_train`, `n_val`, `n_test` (defaults as given) and `seed` (default 0), checked before `make`
+    is called."""
+    before = [option("seq_len", None, "int | None"), option("max_len", None, "int | None")]
+    after = [
+        option("n_train", n_train, "int"),
+        option("n_val", n_val, "int"),
+        option("n_test", n_test, "int"),
+        option("seed", 0, "int"),
+    ]
+
+    def check(
+        seq_len: Any, max_len: Any, n_train: Any, n_val: Any, n_test: Any, seed: Any
+    ) -> GeneratedOptions:
+        return GeneratedOptions(
+            length=_resolve_length(seq_len, max_len, length),
+            sizes=check_sizes(n_train, n_val, n_test, allow_none=False),
+            seed=check_int("seed", seed, minimum=0),
+        )
+
+    return lambda make: with_common_options(make, [], before, after, check)
 
 
 def _streams(task: str, seed: int) -> dict[str, np.random.Generator]:
@@ -76,23 +111,22 @@ def _streams(task: str, seed: int) -> dict[str, np.random.Generator]:
 def _generated_task(
     name: str,
     draw: Callable[[np.random.Generator, int], SequenceDataset],
+    common: GeneratedOptions,
     *,
-    sizes: dict[str, int],
-    seed: int,
     options: dict[str, Any],
     metadata: dict[str, Any] | None = None,
     **facts: Any,
 ) -> Task:
     """Task `name` whose splits are `draw(rng, n)` from each split's own stream; `facts` are the other
     `Task` fields. The metadata records the generator and its options with the sizes and the seed."""
-    splits = {split: draw(rng, sizes[split]) for split, rng in _streams(name, seed).items()}
+    splits = {split: draw(rng, common.sizes[split]) for split, rng in _streams(name, common.seed).items()}
     return Task(
         name=name,
         **splits,
         **facts,
         metadata={
             "generator": name,
-            "options": {**options, **_size_options(sizes), "seed": seed},
+            "options": {**options, **_size_options(common.sizes), "seed": common.seed},
             **(metadata or {}),
         },
     )
@@ -109,24 +143,14 @@ def causal_convolution(u: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 # --- delay --------------------------------------------------------------------------------------
 
 
-def make_delay(
-    *,
-    seq_len: int | None = None,
-    max_len: int | None = None,
-    delay: int = 16,
-    vocab: int = 8,
-    n_train: int = 4000,
-    n_val: int = 500,
-    n_test: int = 1000,
-    seed: int = 0,
-) -> Task:
+@synthetic_task(length=64, n_train=4000, n_val=500, n_test=1000)
+def make_delay(common: GeneratedOptions, *, delay: int = 16, vocab: int = 8) -> Task:
     """Recall the token seen `delay` steps before the last step (default length 64, 8 tokens)."""
-    length = _resolve_length(seq_len, max_len, 64)
+    length = common.length
     delay = check_int("delay", delay, minimum=0)
     vocab = check_int("vocab", vocab, minimum=2)
     if delay >= length:
         raise ValueError(f"option 'delay' must be < seq_len={length}, got {delay}")
-    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
 
     def draw(rng: np.random.Generator, n: int) -> SequenceDataset:
         x = rng.integers(1, vocab + 1, size=(n, length))
@@ -136,8 +160,7 @@ def make_delay(
     return _generated_task(
         "delay",
         draw,
-        sizes=sizes,
-        seed=seed,
+        common,
         options={"seq_len": length, "delay": delay, "vocab": vocab},
         kind="classification",
         n_classes=vocab,
@@ -159,10 +182,9 @@ def _size_options(sizes: dict[str, int | None]) -> dict[str, int | None]:
 def _regression_task(
     name: str,
     kernel: np.ndarray,
+    common: GeneratedOptions,
     *,
     nonlinear: bool,
-    sizes: dict[str, int | None],
-    seed: int,
     options: dict[str, Any],
     metadata: dict[str, Any] | None = None,
     input_alpha: float = 0.0,
@@ -187,8 +209,7 @@ def _regression_task(
     return _generated_task(
         name,
         draw,
-        sizes=sizes,
-        seed=seed,
+        common,
         options=options,
         metadata=metadata,
         kind="regression",
@@ -209,62 +230,30 @@ def memory_kernel(kind: str, length: int, scale: float) -> np.ndarray:
     return rho / np.linalg.norm(rho)
 
 
-def _memory_task(
-    kind: str,
-    scale_name: str,
-    scale: Any,
-    seq_len: Any,
-    max_len: Any,
-    nonlinear: Any,
-    n_train: Any,
-    n_val: Any,
-    n_test: Any,
-    seed: Any,
-) -> Task:
-    """memory-exp or memory-poly (`kind` "exp" or "poly") from the options as given, checked here;
+def _memory_task(common: GeneratedOptions, kind: str, scale_name: str, scale: Any, nonlinear: Any) -> Task:
+    """memory-exp or memory-poly (`kind` "exp" or "poly") from its own options as given, checked here;
     `scale_name` is the option that holds the kernel's scale (T or p)."""
-    length = _resolve_length(seq_len, max_len, 128)
     scale = _positive(scale_name, scale)
     nonlinear = check_bool("nonlinear", nonlinear)
-    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
     return _regression_task(
         f"memory-{kind}",
-        memory_kernel(kind, length, scale),
+        memory_kernel(kind, common.length, scale),
+        common,
         nonlinear=nonlinear,
-        sizes=sizes,
-        seed=seed,
-        options={"seq_len": length, scale_name: scale, "nonlinear": nonlinear},
+        options={"seq_len": common.length, scale_name: scale, "nonlinear": nonlinear},
     )
 
 
-def make_memory_exp(
-    *,
-    seq_len: int | None = None,
-    max_len: int | None = None,
-    T: float = 16.0,
-    nonlinear: bool = False,
-    n_train: int = 2000,
-    n_val: int = 250,
-    n_test: int = 250,
-    seed: int = 0,
-) -> Task:
+@synthetic_task(length=128, n_train=2000, n_val=250, n_test=250)
+def make_memory_exp(common: GeneratedOptions, *, T: float = 16.0, nonlinear: bool = False) -> Task:
     """Exponentially decaying memory ρ(s) = e^{−s/T} (default length 128, T = 16 steps)."""
-    return _memory_task("exp", "T", T, seq_len, max_len, nonlinear, n_train, n_val, n_test, seed)
+    return _memory_task(common, "exp", "T", T, nonlinear)
 
 
-def make_memory_poly(
-    *,
-    seq_len: int | None = None,
-    max_len: int | None = None,
-    p: float = 1.5,
-    nonlinear: bool = False,
-    n_train: int = 2000,
-    n_val: int = 250,
-    n_test: int = 250,
-    seed: int = 0,
-) -> Task:
+@synthetic_task(length=128, n_train=2000, n_val=250, n_test=250)
+def make_memory_poly(common: GeneratedOptions, *, p: float = 1.5, nonlinear: bool = False) -> Task:
     """Polynomially decaying memory ρ(s) = (s+1)^{−p} (default length 128, p = 1.5)."""
-    return _memory_task("poly", "p", p, seq_len, max_len, nonlinear, n_train, n_val, n_test, seed)
+    return _memory_task(common, "poly", "p", p, nonlinear)
 
 
 def power_law_noise(white: np.ndarray, alpha: float) -> np.ndarray:
@@ -294,35 +283,24 @@ def linear_filter_kernel(length: int, order: int, filter_seed: int) -> np.ndarra
     return kernel / np.linalg.norm(kernel)
 
 
+@synthetic_task(length=128, n_train=2000, n_val=250, n_test=250)
 def make_linear_filter(
-    *,
-    seq_len: int | None = None,
-    max_len: int | None = None,
-    order: int = 4,
-    filter_seed: int = 0,
-    input_alpha: float = 0.0,
-    n_train: int = 2000,
-    n_val: int = 250,
-    n_test: int = 250,
-    seed: int = 0,
+    common: GeneratedOptions, *, order: int = 4, filter_seed: int = 0, input_alpha: float = 0.0
 ) -> Task:
     """A fixed random stable linear filter as the target (default length 128, 4 poles); the input
     white (`input_alpha` 0) or with power spectrum ∝ f^(−input_alpha) (1: pink, 2: brown)."""
-    length = _resolve_length(seq_len, max_len, 128)
     order = check_int("order", order)
     filter_seed = check_int("filter_seed", filter_seed, minimum=0)
     if isinstance(input_alpha, bool) or not isinstance(input_alpha, int | float) or not input_alpha >= 0:
         raise ValueError(f"option 'input_alpha' must be a number ≥ 0, got {input_alpha!r}")
-    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
-    kernel = linear_filter_kernel(length, order, filter_seed)
+    kernel = linear_filter_kernel(common.length, order, filter_seed)
     return _regression_task(
         "linear-filter",
         kernel,
+        common,
         nonlinear=False,
-        sizes=sizes,
-        seed=seed,
         options={
-            "seq_len": length,
+            "seq_len": common.length,
             "order": order,
             "filter_seed": filter_seed,
             "input_alpha": float(input_alpha),
@@ -335,20 +313,12 @@ def make_linear_filter(
 # --- adding ---------------------------------------------------------------------------------------
 
 
-def make_adding(
-    *,
-    seq_len: int | None = None,
-    max_len: int | None = None,
-    n_train: int = 5000,
-    n_val: int = 500,
-    n_test: int = 1000,
-    seed: int = 0,
-) -> Task:
+@synthetic_task(length=100, n_train=5000, n_val=500, n_test=1000)
+def make_adding(common: GeneratedOptions) -> Task:
     """The adding problem (default length 100): sum the two values whose marker is 1."""
-    length = _resolve_length(seq_len, max_len, 100)
+    length = common.length
     if length < 2:
         raise ValueError(f"option 'seq_len' must be ≥ 2 for the adding problem, got {length}")
-    sizes, seed = _sizes_and_seed(n_train, n_val, n_test, seed)
     half = length // 2
 
     def draw(rng: np.random.Generator, n: int) -> SequenceDataset:
@@ -365,8 +335,7 @@ def make_adding(
     return _generated_task(
         "adding",
         draw,
-        sizes=sizes,
-        seed=seed,
+        common,
         options={"seq_len": length},
         kind="regression",
         n_classes=1,

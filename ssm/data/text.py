@@ -30,11 +30,12 @@ from ssm.data.base import (
     SPLITS,
     BadItems,
     DataNotFoundError,
+    FileTaskOptions,
     Task,
     carve_validation,
-    check_file_task_options,
     check_fraction,
     count_lines,
+    file_task,
     require_split_files,
 )
 from ssm.data.cache import CacheWriter, SplitArrays, build_info, items_builder, load_or_build, lra_task
@@ -97,19 +98,9 @@ def read_document(path: Path, max_len: int, bad: BadItems) -> bytes | None:
     return data
 
 
-def load_text(
-    data_dir: Path,
-    *,
-    max_len: int = 4096,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-    val_fraction: float = 0.1,
-) -> Task:
+@file_task(max_len=4096)
+def load_text(data_dir: Path, common: FileTaskOptions, *, val_fraction: float = 0.1) -> Task:
     """LRA text: IMDB reviews from `<data_dir>/aclImdb/` (2 classes, byte tokens, mean pooling)."""
-    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     val_fraction = check_fraction("val_fraction", val_fraction)
     root = data_dir / IMDB_DIR
     train_reviews = list_imdb_reviews(root, "train")
@@ -181,18 +172,9 @@ def require_retrieval_files(data_dir: Path) -> dict[str, Path]:
     )
 
 
-def load_retrieval(
-    data_dir: Path,
-    *,
-    max_len: int = 4000,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-) -> Task:
+@file_task(max_len=4000)
+def load_retrieval(data_dir: Path, common: FileTaskOptions) -> Task:
     """LRA retrieval: AAN document pairs from `<data_dir>/tsv_data/` (2 classes, paired byte tokens)."""
-    common = check_file_task_options(max_len, n_train, n_val, n_test, seed, skip_bad)
     paths = require_retrieval_files(data_dir)
 
     def build(writer: CacheWriter) -> dict:

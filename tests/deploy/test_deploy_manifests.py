@@ -49,14 +49,25 @@ def raycluster():
     return cluster
 
 
-def raycluster_errors(doc) -> list[str]:
-    validator = jsonschema.Draft202012Validator(load_json(RAYCLUSTER_SCHEMA))
+def schema_errors(validator_class, schema, doc) -> list[str]:
+    """`path: message` for each way `doc` breaks the JSON schema in the file `schema`."""
+    validator = validator_class(load_json(schema))
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def raycluster_errors(doc) -> list[str]:
+    return schema_errors(jsonschema.Draft202012Validator, RAYCLUSTER_SCHEMA, doc)
 
 
 def compose_errors(doc) -> list[str]:
-    validator = jsonschema.Draft7Validator(load_json(COMPOSE_SCHEMA))
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    return schema_errors(jsonschema.Draft7Validator, COMPOSE_SCHEMA, doc)
+
+
+def mutated(doc, mutate):
+    """A deep copy of `doc` changed by `mutate(copy)`."""
+    broken = copy.deepcopy(doc)
+    mutate(broken)
+    return broken
 
 
 # --- Kubernetes ----------------------------------------------------------------------------------------
@@ -121,9 +132,7 @@ def test_raycluster_pod_templates_are_kubernetes_pod_templates(group):
          "bad-upscalingMode", "int32-overflow", "old-apiVersion"],
 )  # fmt: skip
 def test_raycluster_schema_rejects_what_the_crd_rejects(mutate):
-    broken = copy.deepcopy(raycluster())
-    mutate(broken)
-    assert raycluster_errors(broken)
+    assert raycluster_errors(mutated(raycluster(), mutate))
 
 
 def test_raycluster_has_a_head_a_cpu_group_and_an_autoscaled_gpu_group():
@@ -238,9 +247,7 @@ def test_compose_validates_against_the_compose_spec_schema():
     ids=["bad-condition", "misspelt-healthcheck-key", "misspelt-service-key", "misspelt-top-level-key"],
 )
 def test_compose_schema_rejects_mistakes(mutate):
-    broken = copy.deepcopy(compose())
-    mutate(broken)
-    assert compose_errors(broken)
+    assert compose_errors(mutated(compose(), mutate))
 
 
 def test_compose_services():
