@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from conftest import GRID_YAML, bearer, finish_trials, make_tokens, service_settings
 from fastapi.testclient import TestClient
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from api.app import create_app
 from orchestrator.db import transaction
@@ -70,35 +70,33 @@ def test_reads_autocommit_and_a_write_is_one_transaction(db_url, sessions_for):
         assert all(open_ for verb, open_ in cancel if verb == "UPDATE"), cancel
 
 
-def _close_sweep(sessions, sweep_id: int, ago: timedelta) -> None:
+def _finished_sweeps(url: str, sessions, n: int) -> list[int]:
+    """`n` sweeps submitted through the API, their 8 trials each run to completion (they close)."""
+    token = make_tokens(sessions, "alice")["alice"]
+    with TestClient(create_app(service_settings(url))) as client:
+        headers = {**YAML, **bearer(token)}
+        ids = [
+            client.post("/api/v1/sweeps", content=GRID_YAML, headers=headers).json()["id"] for _ in range(n)
+        ]
+    for sweep_id in ids:
+        finish_trials(sessions, sweep_id)
+    return ids
+
+
+def _close_sweep(sessions, sweep_id: int, ago: timedelta, state: str = "completed") -> None:
     with transaction(sessions) as s:
-        s.execute(
-            update(Sweep).where(Sweep.id == sweep_id).values(state="completed", finished_at=utcnow() - ago)
-        )
+        s.execute(update(Sweep).where(Sweep.id == sweep_id).values(state=state, finished_at=utcnow() - ago))
 
 
 def test_settled_counts_are_kept_only_for_closed_sweeps_whose_trials_are_all_final(db_url, sessions_for):
     sessions = sessions_for(db_url)
-    token = make_tokens(sessions, "alice")["alice"]
-    with TestClient(create_app(service_settings(db_url))) as client:
-        ids = [
-            client.post("/api/v1/sweeps", content=GRID_YAML, headers={**YAML, **bearer(token)}).json()["id"]
-            for _ in range(4)
-        ]
-    done, running, recent, open_ = ids
-    for sweep_id in ids:
-        finish_trials(sessions, sweep_id)  # all 8 trials completed; the sweep closes itself
+    done, running, recent, open_ = ids = _finished_sweeps(db_url, sessions, 4)
     _close_sweep(sessions, done, ago=timedelta(minutes=5))
     _close_sweep(sessions, recent, ago=timedelta(seconds=1))  # within the margin: may still change
-    with transaction(sessions) as s:  # a cancelled sweep whose running trial has not stopped yet
-        s.execute(
-            update(Sweep)
-            .where(Sweep.id == running)
-            .values(state="cancelled", finished_at=utcnow() - timedelta(hours=1))
-        )
-        first = s.scalar(
-            Trial.__table__.select().with_only_columns(Trial.id).where(Trial.sweep_id == running).limit(1)
-        )
+    # a cancelled sweep whose running trial has not stopped yet, and an open one
+    _close_sweep(sessions, running, ago=timedelta(hours=1), state="cancelled")
+    with transaction(sessions) as s:
+        first = s.scalar(select(Trial.id).where(Trial.sweep_id == running).limit(1))
         s.execute(update(Trial).where(Trial.id == first).values(state="running"))
         s.execute(update(Sweep).where(Sweep.id == open_).values(state="running", finished_at=None))
 
@@ -124,14 +122,8 @@ def test_settled_counts_are_kept_only_for_closed_sweeps_whose_trials_are_all_fin
 
 def test_settled_counts_keep_at_most_max_sweeps(sqlite_url, sessions_for):
     sessions = sessions_for(sqlite_url)
-    token = make_tokens(sessions, "alice")["alice"]
-    with TestClient(create_app(service_settings(sqlite_url))) as client:
-        ids = [
-            client.post("/api/v1/sweeps", content=GRID_YAML, headers={**YAML, **bearer(token)}).json()["id"]
-            for _ in range(3)
-        ]
+    ids = _finished_sweeps(sqlite_url, sessions, 3)
     for sweep_id in ids:
-        finish_trials(sessions, sweep_id)
         _close_sweep(sessions, sweep_id, ago=timedelta(hours=1))
     settled = SettledCounts(max_sweeps=2)
     with sessions() as s:
