@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -148,18 +148,49 @@ def list_sweeps(
 
 # A trial's result as a list shows it (`result` of each item of list_trials).
 RESULT_LIST_COLUMNS = (Result.status, Result.metric, Result.best_epoch, Result.val_metric, Result.test_metric)
+# What list_trials sorts by: "metric" is the result's test metric, "duration" finished − started.
+TRIAL_SORT_KEYS = ("number", "state", "attempt", "metric", "duration")
+
+
+def _duration_seconds(dialect: str):
+    """`finished_at − started_at` in seconds as an SQL expression of the session's dialect."""
+    if dialect == "postgresql":
+        return func.extract("epoch", Trial.finished_at - Trial.started_at)
+    return (func.julianday(Trial.finished_at) - func.julianday(Trial.started_at)) * 86400.0
 
 
 def list_trials(
-    session: Session, sweep_id: int, *, state: str | None = None, offset: int = 0, limit: int | None = 100
+    session: Session,
+    sweep_id: int,
+    *,
+    sort: str = "number",
+    descending: bool = False,
+    state: str | None = None,
+    offset: int = 0,
+    limit: int | None = 100,
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of a sweep's trials in planning order (`limit` None: all) as dicts of
-    TRIAL_LIST_COLUMNS with each trial's `result` (RESULT_LIST_COLUMNS, or None), and how many match.
+    """A page of a sweep's trials (`limit` None: all) sorted by one of TRIAL_SORT_KEYS (by default
+    planning order; trials without a value last, then by number), and how many match. Each is a
+    dict of TRIAL_LIST_COLUMNS, its `seconds` (finished − started, None while either is missing: the
+    pages show it; TrialSummary ignores it) and its `result` (RESULT_LIST_COLUMNS, or None).
     Two statements; rows straight to dicts, no ORM objects (a page is read on every poll)."""
+    if sort not in TRIAL_SORT_KEYS:
+        raise ValueError(f"unknown sort key {sort!r}; valid keys: {', '.join(TRIAL_SORT_KEYS)}")
+    seconds = _duration_seconds(session.get_bind().dialect.name)
+    key = {
+        "number": Trial.number,
+        "state": Trial.state,
+        "attempt": Trial.attempt,
+        "metric": Result.test_metric,
+        "duration": seconds,
+    }[sort]
+    ordered = key.desc() if descending else key.asc()
+    # a trial's number is never NULL and tells trials apart: planning order needs nothing more
+    order = [ordered] if sort == "number" else [key.is_(None), ordered, Trial.number]
     names = [column.key for column in TRIAL_LIST_COLUMNS]
     result_names = [column.key for column in RESULT_LIST_COLUMNS]
     query = (
-        select(*TRIAL_LIST_COLUMNS, *RESULT_LIST_COLUMNS)
+        select(*TRIAL_LIST_COLUMNS, seconds.label("seconds"), *RESULT_LIST_COLUMNS)
         .outerjoin(Result, Result.trial_id == Trial.id)
         .where(Trial.sweep_id == sweep_id)
     )
@@ -167,9 +198,10 @@ def list_trials(
     if state is not None:
         query, count = query.where(Trial.state == state), count.where(Trial.state == state)
     trials = []
-    for row in session.execute(query.order_by(Trial.number).offset(offset).limit(limit)):
+    for row in session.execute(query.order_by(*order).offset(offset).limit(limit)):
         trial = dict(zip(names, row[: len(names)], strict=True))
-        result = row[len(names) :]  # a result's status is never NULL: NULL is no result
+        trial["seconds"] = row[len(names)]
+        result = row[len(names) + 1 :]  # a result's status is never NULL: NULL is no result
         trial["result"] = None if result[0] is None else dict(zip(result_names, result, strict=True))
         trials.append(trial)
     return trials, session.scalar(count) or 0
@@ -300,8 +332,6 @@ def completed_config_hashes(session: Session, hashes: set[str]) -> set[str]:
 
 # --- what the web pages read (api/pages): a page of rows in a fixed number of statements ---------------
 
-TRIAL_SORT_KEYS = ("number", "state", "attempt", "metric", "duration")
-
 
 class BestTrial(NamedTuple):
     """The completed trial with the highest test metric of a sweep (a fraction, or r²)."""
@@ -356,86 +386,6 @@ def best_trials(session: Session, sweep_ids: Sequence[int]) -> dict[int, BestTri
     fields = [ranked.c[name] for name in BestTrial._fields]
     rows = session.execute(select(*fields).where(ranked.c.position == 1))
     return {row.sweep_id: BestTrial(*row) for row in rows}
-
-
-class TrialRow(NamedTuple):
-    """One line of a sweep's trials table."""
-
-    id: int
-    number: int
-    state: str
-    attempt: int
-    task: str
-    layer: str
-    init: str
-    reparam: str
-    train_eigenvalues: bool
-    seed: int
-    error: str | None
-    reused_from: int | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    metric: str | None
-    val_metric: float | None
-    test_metric: float | None
-    seconds: float | None  # finished − started; None while either is missing
-
-
-def _duration_seconds(dialect: str):
-    """`finished_at − started_at` in seconds as an SQL expression of the session's dialect."""
-    if dialect == "postgresql":
-        return func.extract("epoch", Trial.finished_at - Trial.started_at)
-    return (func.julianday(Trial.finished_at) - func.julianday(Trial.started_at)) * 86400.0
-
-
-def trials_page(
-    session: Session,
-    sweep_id: int,
-    *,
-    sort: str = "number",
-    descending: bool = False,
-    state: str | None = None,
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[list[TrialRow], int]:
-    """A page of a sweep's trials with their result and duration, sorted by one of
-    `TRIAL_SORT_KEYS` (trials without a value last, then by number), and how many there are in all:
-    two statements whatever the page size."""
-    if sort not in TRIAL_SORT_KEYS:
-        raise ValueError(f"unknown sort key {sort!r}; valid keys: {', '.join(TRIAL_SORT_KEYS)}")
-    seconds = _duration_seconds(session.get_bind().dialect.name)
-    column = {
-        "number": Trial.number,
-        "state": Trial.state,
-        "attempt": Trial.attempt,
-        "metric": Result.test_metric,
-        "duration": seconds,
-    }[sort]
-    order = [column.is_(None), column.desc() if descending else column.asc(), Trial.number]
-    query = (
-        select(
-            Trial.id,
-            Trial.number,
-            Trial.state,
-            Trial.attempt,
-            *TRIAL_CONFIG_COLUMNS,
-            Trial.error,
-            Trial.reused_from,
-            Trial.started_at,
-            Trial.finished_at,
-            Result.metric,
-            Result.val_metric,
-            Result.test_metric,
-            seconds.label("seconds"),
-        )
-        .outerjoin(Result, Result.trial_id == Trial.id)
-        .where(Trial.sweep_id == sweep_id)
-    )
-    count = select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
-    if state is not None:
-        query, count = query.where(Trial.state == state), count.where(Trial.state == state)
-    rows = session.execute(query.order_by(*order).offset(offset).limit(limit)).all()
-    return [TrialRow(*row) for row in rows], session.scalar(count) or 0
 
 
 def result_payload(session: Session, trial_id: int) -> dict[str, Any] | None:

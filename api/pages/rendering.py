@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,9 +92,13 @@ def error_line(error: str | None) -> str:
 
 
 def configuration(row: Any) -> str:
-    """layer · init · reparam · trained/frozen of a trial (the start of a leaderboard label)."""
-    trained = "trained" if row.train_eigenvalues else "frozen"
-    return f"{row.layer} · {row.init} · {row.reparam} · {trained}"
+    """layer · init · reparam · trained/frozen of a trial (the start of a leaderboard label): a dict
+    (list_trials' rows) or an object with those attributes (best_trials')."""
+    if isinstance(row, Mapping):
+        layer, init, reparam, trained = (row[k] for k in ("layer", "init", "reparam", "train_eigenvalues"))
+    else:
+        layer, init, reparam, trained = row.layer, row.init, row.reparam, row.train_eigenvalues
+    return f"{layer} · {init} · {reparam} · {'trained' if trained else 'frozen'}"
 
 
 def format_number(value: Any) -> str:

@@ -22,12 +22,12 @@ from orchestrator.queries import (
     best_trials,
     epoch_metrics,
     list_sweeps,
+    list_trials,
     result_payload,
     sweep_summary,
     sweeps_state_counts,
     trial_detail,
     trial_diagnostics,
-    trials_page,
 )
 from orchestrator.tokens import token_caller
 from ssm.config import InitName, LayerName, ReparamName
@@ -102,7 +102,7 @@ def sweep_page(
     if sweep is None:
         return not_found(request, "sweep", sweep_id)
     summary = sweep_summary(session, sweep, settled=request.app.state.settled_counts)
-    trials, n_shown = trials_page(
+    trials, n_shown = list_trials(
         session,
         sweep_id,
         sort=sort,
@@ -111,7 +111,7 @@ def sweep_page(
         offset=(page - 1) * TRIALS_PER_PAGE,
         limit=TRIALS_PER_PAGE,
     )
-    failures, n_failed = trials_page(session, sweep_id, state="failed", limit=FAILURES_SHOWN)
+    failures, n_failed = list_trials(session, sweep_id, state="failed", limit=FAILURES_SHOWN)
     # No result yet: no board (the query would show every LRA task's baselines, as for a new database).
     has_results = bool(summary["trials_by_state"].get("completed"))
     board = cached_board(
@@ -123,7 +123,7 @@ def sweep_page(
         limit=BOARD_ROWS_PER_PAGE,
     )
     # a failed trial's whole traceback for the sweep's owner and admins only, as in the API
-    errors = {row.id: visible_error(row.error, sweep.owner, viewer) for row in (*trials, *failures)}
+    errors = {t["id"]: visible_error(t["error"], sweep.owner, viewer) for t in (*trials, *failures)}
     settings = request.app.state.settings
     drawn = sweep_figures(request, session, sweep)
     return render(
