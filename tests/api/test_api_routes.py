@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from api.app import create_app, use_database
 from api.deps import ServiceSettings
+from api.schemas import TrialSummary
 from orchestrator import store
 from orchestrator.db import DatabaseNotMigrated, transaction
 from orchestrator.leaderboard import leaderboard
@@ -87,6 +88,7 @@ def test_sweep_trials_pages_and_filters_and_trial_details(service):
     page = client.get(f"/api/v1/sweeps/{sweep_id}/trials", params={"limit": 5}).json()
     assert page["total"] == 8 and len(page["items"]) == 5
     assert [t["number"] for t in page["items"]] == [0, 1, 2, 3, 4]
+    assert set(page["items"][0]) == set(TrialSummary.model_fields)  # list_trials' `seconds` stays out
     completed = client.get(f"/api/v1/sweeps/{sweep_id}/trials", params={"state": "completed"}).json()
     assert [t["id"] for t in completed["items"]] == done and completed["total"] == 3
     assert all(t["attempt"] == 1 for t in completed["items"])

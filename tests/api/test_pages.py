@@ -11,9 +11,11 @@ import signal
 import subprocess
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import httpx
+import pytest
 from api_fakes import completed  # tests/api/api_fakes.py
 from conftest import (
     CLI,
@@ -35,7 +37,7 @@ from api.pages.rendering import error_line, format_metric, format_seconds
 from orchestrator import store
 from orchestrator.db import transaction
 from orchestrator.models import Result, Trial
-from orchestrator.queries import best_trials
+from orchestrator.queries import best_trials, list_trials
 from orchestrator.spec import load_spec
 from ssm.config import TrialConfig
 
@@ -268,6 +270,35 @@ def test_trials_page_and_sort_server_side(service):
     assert len(pending) == 40 and all(r.split()[1] == "pending" for r in pending)
     assert client.get(f"/sweeps/{sweep_id}?sort=error").status_code == 422
     assert client.get(f"/sweeps/{sweep_id}?page=0").status_code == 422
+
+
+def test_list_trials_sorts_missing_values_last_then_by_number(service):
+    client, sessions, tokens = service
+    sweep_id = submit(client, tokens["alice"])  # 8 trials
+    finish_trials(sessions, sweep_id, 4)
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with transaction(sessions) as s:
+        for number, seconds in enumerate((30, 1.5, 30, 90)):
+            s.execute(
+                update(Trial)
+                .where(Trial.sweep_id == sweep_id, Trial.number == number)
+                .values(started_at=start, finished_at=start + timedelta(seconds=seconds))
+            )
+        running = s.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.number == 4))
+        store.claim(s, running)  # started, not finished: no duration
+    with sessions() as s:
+        slowest, total = list_trials(s, sweep_id, sort="duration", descending=True)
+        quickest, _ = list_trials(s, sweep_id, sort="duration", offset=2, limit=3)
+        best, _ = list_trials(s, sweep_id, sort="metric", descending=True)
+        with pytest.raises(ValueError, match="valid keys: number, state, attempt, metric, duration"):
+            list_trials(s, sweep_id, sort="error")
+    assert total == 8 and [t["number"] for t in slowest] == [3, 0, 2, 1, 4, 5, 6, 7]
+    seconds = [t["seconds"] and float(t["seconds"]) for t in slowest]
+    assert seconds[:4] == pytest.approx([90, 30, 30, 1.5], abs=1e-3) and seconds[4:] == [None] * 4
+    assert [t["number"] for t in quickest] == [2, 3, 4]  # 1, 0 | 2, 3, 4 | 5, ...
+    metrics = [t["result"] and t["result"]["test_metric"] for t in best]
+    assert metrics[:4] == sorted(metrics[:4], reverse=True) and None not in metrics[:4]
+    assert [t["number"] for t in best[4:]] == [4, 5, 6, 7] and metrics[4:] == [None] * 4
 
 
 def test_sweeps_list_pages_newest_first(service):
