@@ -27,7 +27,7 @@ from pathlib import Path
 import anyio.to_thread
 from sqlalchemy import text
 
-from orchestrator.db import make_engine, session_factory
+from orchestrator.db import make_engine, postgres_unreachable, session_factory
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SELECT_1 = text("select 1")
@@ -88,6 +88,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         urls = {"sqlite": f"sqlite:///{Path(tmp) / 'floor.db'}", "postgresql": args.pg_url}
         backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+        if "postgresql" in backends and (why := postgres_unreachable(args.pg_url)):
+            if args.db == "postgresql":
+                raise SystemExit(f"PostgreSQL {why}")
+            print(f"PostgreSQL skipped: {why}\n")
+            backends.remove("postgresql")
         print(f"{args.calls} calls each; µs per call (difference to the row above)\n")
         print("| backend | layer | µs | + µs |")
         print("|---|---|---:|---:|")
