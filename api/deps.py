@@ -101,7 +101,9 @@ bearer = HTTPBearer(
 # on the event loop instead, with no hop at all, was faster on SQLite but slower on PostgreSQL, where
 # the loop then waits out every round trip: issue 18 §2, bench/RESULTS.md.) The session is lazy (no
 # connection until the route's first query, which runs in the route's thread); closing it returns
-# the connection to the pool.
+# the connection to the pool. That close runs on the event loop, so it must not wait on the
+# database: a read's session autocommits (`api.app.use_database`), leaving no transaction to roll
+# back, and a write's route commits before it returns.
 
 
 async def get_settings(request: Request) -> ServiceSettings:
@@ -109,6 +111,8 @@ async def get_settings(request: Request) -> ServiceSettings:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for the request: each statement autocommits for a read (GET, HEAD); one transaction,
+    committed by the route, for a write."""
     reads = request.method in ("GET", "HEAD")
     session = (request.app.state.read_sessions if reads else request.app.state.sessions)()
     try:
