@@ -101,9 +101,10 @@ bearer = HTTPBearer(
 # on the event loop instead, with no hop at all, was faster on SQLite but slower on PostgreSQL, where
 # the loop then waits out every round trip: issue 18 §2, bench/RESULTS.md.) The session is lazy (no
 # connection until the route's first query, which runs in the route's thread); closing it returns
-# the connection to the pool. That close runs on the event loop, so it must not wait on the
-# database: a read's session autocommits (`api.app.use_database`), leaving no transaction to roll
-# back, and a write's route commits before it returns.
+# the connection to the pool. That close runs on the event loop: a read's session autocommits
+# (`api.app.use_database`), so closing it rolls nothing back and waits on nothing; a write's session
+# still holds a transaction when its route did not commit (an error, the login form's token lookup),
+# whose ROLLBACK then waits on the loop — a round trip writes are rare enough to pay.
 
 
 async def get_settings(request: Request) -> ServiceSettings:
