@@ -32,7 +32,7 @@ from orchestrator.queries import (
 from orchestrator.tokens import token_caller
 from ssm.config import InitName, LayerName, ReparamName
 
-from ..deps import SessionDep, visible_error
+from ..deps import SessionDep, SettledDep, visible_error
 from .auth import (
     TOKEN_COOKIE,
     LoginRequired,
@@ -65,12 +65,14 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def sweeps_page(request: Request, session: SessionDep, page: PageNumber = 1) -> HTMLResponse:
+def sweeps_page(
+    request: Request, session: SessionDep, settled: SettledDep, page: PageNumber = 1
+) -> HTMLResponse:
     viewer = page_viewer(request, session)
     offset = (page - 1) * SWEEPS_PER_PAGE
     sweeps, total = list_sweeps(session, offset=offset, limit=SWEEPS_PER_PAGE)
     ids = [sweep.id for sweep in sweeps]
-    counts = sweeps_state_counts(session, sweeps, request.app.state.settled_counts)
+    counts = sweeps_state_counts(session, sweeps, settled)
     best = best_trials(session, ids)
     return render(
         request,
@@ -90,6 +92,7 @@ def sweeps_page(request: Request, session: SessionDep, page: PageNumber = 1) -> 
 def sweep_page(
     request: Request,
     session: SessionDep,
+    settled: SettledDep,
     sweep_id: SweepId,
     page: PageNumber = 1,
     sort: Annotated[Literal[TRIAL_SORT_KEYS], Query()] = "number",  # type: ignore[valid-type]
@@ -101,7 +104,7 @@ def sweep_page(
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         return not_found(request, "sweep", sweep_id)
-    summary = sweep_summary(session, sweep, settled=request.app.state.settled_counts)
+    summary = sweep_summary(session, sweep, settled=settled)
     trials, n_shown = list_trials(
         session,
         sweep_id,
@@ -155,7 +158,7 @@ def sweep_page(
 
 
 @router.get("/sweeps/{sweep_id}/progress.json")
-def sweep_progress(request: Request, session: SessionDep, sweep_id: SweepId) -> Response:
+def sweep_progress(request: Request, session: SessionDep, settled: SettledDep, sweep_id: SweepId) -> Response:
     """What static/progress.js polls: the sweep's state and its trials by state (the cookie's token
     where reads need one; 401 JSON without it, not the login redirect)."""
     try:
@@ -165,7 +168,7 @@ def sweep_progress(request: Request, session: SessionDep, sweep_id: SweepId) -> 
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         return JSONResponse({"error": {"code": "not_found", "message": f"no sweep {sweep_id}"}}, 404)
-    summary = sweep_summary(session, sweep, settled=request.app.state.settled_counts)
+    summary = sweep_summary(session, sweep, settled=settled)
     document = {
         "id": sweep.id,
         "state": sweep.state,
