@@ -219,8 +219,7 @@ def get_leaderboard(
 
     def compute() -> Page:  # a session of its own: a refresh outlives the request
         with request.app.state.sessions() as own:
-            board_filters = LeaderboardFilters(**filters)
-            rows = board_inputs(own, board_filters)
+            rows = board_inputs(own, LeaderboardFilters(**filters))
             digest = _digest(rows)
             # The same rows as the page kept (an expired page, or a result that does not count):
             # the same board, so not computed again — the labels, ranks and models of a whole board
@@ -228,7 +227,7 @@ def get_leaderboard(
             kept = cache.previous(key)
             if kept is not None and kept.inputs == digest:
                 return kept
-            board = board_from_inputs(own, rows, board_filters, offset=offset, limit=limit)
+            board = board_from_inputs(own, rows, offset=offset, limit=limit)
             return _serialized(board, digest)
 
     page, expired = cache.kept(key, stamp)

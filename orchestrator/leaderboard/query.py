@@ -19,7 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,25 +49,18 @@ class BoardInputs(NamedTuple):
     statements; computing the board from them (labels, ranks, averages, the rows' models) is most
     of `leaderboard`'s time, which a caller holding an earlier board of equal inputs can skip."""
 
+    filters: LeaderboardFilters
     aggregates: list[Aggregate]
     lra_means: list[tuple[str, str, float]] | None  # None: the aggregates' own (no task filter)
     baselines: list[tuple[str, str, float | None, str]] | None  # (model, task, accuracy %, source)
 
 
 def leaderboard(
-    session: Session,
-    *,
-    sweep_id: int | None = None,
-    task: str | None = None,
-    layer: str | None = None,
-    init: str | None = None,
-    reparam: str | None = None,
-    train_eigenvalues: bool | None = None,
-    include_baselines: bool = True,
-    offset: int = 0,
-    limit: int | None = None,
+    session: Session, *, offset: int = 0, limit: int | None = None, **filters: Any
 ) -> Leaderboard:
-    """The leaderboard of every completed trial, or of those matching the filters (all must match).
+    """The leaderboard of every completed trial, or of those matching the filters (all must match):
+    `LeaderboardFilters`' fields by name (another name raises TypeError; a value pydantic cannot read
+    as the field's type, its ValidationError).
 
     `sweep_id` keeps one sweep's results (reused ones included); `train_eigenvalues` False keeps the
     frozen-eigenvalue (reservoir) trials. The averages belong to the configuration groups on the
@@ -84,16 +77,11 @@ def leaderboard(
     all. The averages are the whole board's on every page.
     """
     _check_page(offset, limit)  # before any statement
-    filters = LeaderboardFilters(
-        sweep_id=sweep_id,
-        task=task,
-        layer=layer,
-        init=init,
-        reparam=reparam,
-        train_eigenvalues=train_eigenvalues,
-        include_baselines=include_baselines,
-    )
-    return board_from_inputs(session, board_inputs(session, filters), filters, offset=offset, limit=limit)
+    unknown = filters.keys() - LeaderboardFilters.model_fields.keys()
+    if unknown:
+        raise TypeError(f"leaderboard() has no filter {', '.join(sorted(unknown))}")
+    inputs = board_inputs(session, LeaderboardFilters(**filters))
+    return board_from_inputs(session, inputs, offset=offset, limit=limit)
 
 
 def board_inputs(session: Session, filters: LeaderboardFilters) -> BoardInputs:
@@ -122,20 +110,16 @@ def board_inputs(session: Session, filters: LeaderboardFilters) -> BoardInputs:
     if filters.include_baselines:
         columns = (Baseline.model, Baseline.task, Baseline.test_accuracy, Baseline.source)
         baselines = [tuple(row) for row in session.execute(select(*columns).order_by(Baseline.id))]
-    return BoardInputs(aggregates, lra_means, baselines)
+    return BoardInputs(filters, aggregates, lra_means, baselines)
 
 
 def board_from_inputs(
-    session: Session,
-    inputs: BoardInputs,
-    filters: LeaderboardFilters,
-    *,
-    offset: int = 0,
-    limit: int | None = None,
+    session: Session, inputs: BoardInputs, *, offset: int = 0, limit: int | None = None
 ) -> Leaderboard:
-    """`filters`' board from its `inputs` (`board_inputs`); the session reads the groups' labels."""
+    """The board of `inputs` (`board_inputs`); the session reads the groups' labels."""
     _check_page(offset, limit)
-    aggregates, task, sweep_id = inputs.aggregates, filters.task, filters.sweep_id
+    filters, aggregates = inputs.filters, inputs.aggregates
+    task, sweep_id = filters.task, filters.sweep_id
     trial_ids = {a.group_key: a.trial_id for a in aggregates if a.trial_id is not None}
     labels = group_labels(session, aggregates, trial_ids)
     by_task = _ranked_rows(aggregates, labels)

@@ -527,6 +527,8 @@ def test_pages_of_rows_make_up_the_whole_board(sessions):
         pages = [leaderboard(s, offset=offset, limit=7) for offset in range(0, whole.total_rows + 7, 7)]
         with pytest.raises(ValueError, match="offset"):
             leaderboard(s, offset=-1)
+        with pytest.raises(TypeError, match="no filter tsak"):  # a misspelt filter is not ignored
+            leaderboard(s, tsak="listops")
 
     assert whole.total_rows == len(whole.rows) == 6 * 3 + 6 * 10  # 6 tasks × (3 groups + 10 baselines)
     assert [row for page in pages for row in page.rows] == whole.rows
