@@ -18,6 +18,7 @@ from .common import (
     INITS,
     LAYERS,
     REPARAMS,
+    JsonOption,
     choice_option,
     console,
     fail,
@@ -36,7 +37,6 @@ UrlOption = Annotated[
     typer.Option("--url", help="Service URL (default $SSMBENCH_API_URL or http://127.0.0.1:8000)."),
 ]
 TokenOption = Annotated[str | None, typer.Option("--token", help="API token (default $SSMBENCH_TOKEN).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
 def submit_command(

@@ -278,6 +278,14 @@ def check_choice(option: str, values: tuple[str, ...]) -> Callable[[str | None],
     return check
 
 
+def json_option(what: str = "one JSON document instead of text") -> Any:
+    """The `--json` flag; `what` says what it prints ("only the TrialResult as JSON")."""
+    return typer.Option("--json", help=f"Print {what}.")
+
+
+JsonOption = Annotated[bool, json_option()]
+
+
 def choice_option(option: str, text: str, values: tuple[str, ...]) -> Any:
     """A typer option taking one of `values` (or nothing): help text that lists them, and a callback
     that refuses any other value in one line (exit 2)."""

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, err_console, fail, print_json, progress_bar
+from .common import JsonOption, console, err_console, fail, print_json, progress_bar
 
 # ssm.data (and torch) are imported inside the commands, to keep `--help` fast.
 DATA_DIR_ENV = "SSMBENCH_DATA_DIR"
@@ -47,7 +47,6 @@ DataDirOption = Annotated[
 OutAlias = Annotated[Path | None, typer.Option("--out", hidden=True)]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed writes byte-identical files.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace files that already exist.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 def _generate(description: str, total: int, generate: Callable[..., Path]) -> Path:

@@ -14,6 +14,7 @@ from .common import (
     console,
     err_console,
     fail,
+    json_option,
     library_log_level,
     note,
     print_json,
@@ -46,7 +47,7 @@ def run_command(
     db: DatabaseOption = None,
     data_dir: TaskDataOption = None,
     dry_run: DryRunOption = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only the leaderboard as JSON.")] = False,
+    json_output: Annotated[bool, json_option("only the leaderboard as JSON")] = False,
     mlflow_uri: Annotated[
         str | None,
         typer.Option("--mlflow-uri", help="Log each trial as an MLflow run there (spec: tracking.mlflow)."),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DatabaseOption, console, fail, print_json
+from .common import DatabaseOption, console, fail, json_option, print_json
 
 study_app = typer.Typer(
     help="Built-in studies: each paper's claims reproduced, measured and drawn.", no_args_is_help=True
@@ -37,7 +37,7 @@ def _scale(scale: str) -> str:
 
 @study_app.command("list")
 def list_command(
-    json_output: Annotated[bool, typer.Option("--json", help="Print the studies as JSON.")] = False,
+    json_output: Annotated[bool, json_option("the studies as JSON")] = False,
 ) -> None:
     """The studies: name, paper, claims and time at each scale."""
     from rich.table import Table
@@ -99,9 +99,7 @@ def run_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Report directory (default ./study-NAME-SCALE).")
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the run and its claims as JSON.")
-    ] = False,
+    json_output: Annotated[bool, json_option("only the run and its claims as JSON")] = False,
 ) -> None:
     """Run a study: its sweeps through the orchestrator (finished trials are reused), then its report
     (index.html, figures/, summary.json with a verdict per claim)."""

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DatabaseOption, console, fail, print_json
+from .common import DatabaseOption, console, fail, json_option, print_json
 
 token_app = typer.Typer(help="API tokens for the service's writes (submit, cancel).", no_args_is_help=True)
 
@@ -78,9 +78,7 @@ def token_create(
         str | None,
         typer.Option("--expires", help="Expiry: a duration from now (30d, 12h, 90m) or an ISO date (UTC)."),
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help='Print {"name", "token", ...} as JSON.')
-    ] = False,
+    json_output: Annotated[bool, json_option('{"name", "token", ...} as JSON')] = False,
 ) -> None:
     """Create a token and print it once: only its hash is stored, so keep it now.
 
@@ -106,7 +104,7 @@ def token_create(
 @token_app.command("list")
 def token_list(
     db: DatabaseOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the tokens as a JSON list.")] = False,
+    json_output: Annotated[bool, json_option("the tokens as a JSON list")] = False,
 ) -> None:
     """Every token's owner, role, state and dates (never the tokens themselves).
 

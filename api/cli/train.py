@@ -13,6 +13,7 @@ from .common import (
     TaskDataOption,
     console,
     fail,
+    json_option,
     load_yaml_mapping,
     merge,
     parse_overrides,
@@ -32,7 +33,7 @@ def train_command(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a key, e.g. --set optim.lr=1e-3 (repeatable).")
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only the TrialResult as JSON.")] = False,
+    json_output: Annotated[bool, json_option("only the TrialResult as JSON")] = False,
     checkpoint_dir: Annotated[
         Path | None, typer.Option("--checkpoint-dir", help="Checkpoint every epoch into this directory.")
     ] = None,
