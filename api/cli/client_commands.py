@@ -42,10 +42,6 @@ TokenOption = Annotated[str | None, typer.Option("--token", help="API token (def
 def submit_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML.")],
     set_: SetOption = None,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Follow the sweep until it ends, then print its leaderboard.")
-    ] = False,
-    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks.")] = 1.0,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -56,6 +52,10 @@ def submit_command(
         ),
     ] = None,
     dry_run: DryRunOption = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the sweep until it ends, then print its leaderboard.")
+    ] = False,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks.")] = 1.0,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,

@@ -43,7 +43,7 @@ DataDirOption = Annotated[
         help=f"Data directory to write into (default: ${DATA_DIR_ENV}, else the per-user data directory).",
     ),
 ]
-# `--out`, the former name of --data-dir, still works (hidden from the help).
+# `--out`, the former name of --data-dir, still works (hidden from the help, last in the commands).
 OutAlias = Annotated[Path | None, typer.Option("--out", hidden=True)]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed writes byte-identical files.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace files that already exist.")]
@@ -72,7 +72,6 @@ def _report(summary: dict[str, Any], json_output: bool, line: str) -> None:
 @generate_app.command("listops")
 def generate_listops_command(
     data_dir: DataDirOption = None,
-    out: OutAlias = None,
     n_train: Annotated[int, typer.Option(help="Training expressions.")] = 96_000,
     n_val: Annotated[int, typer.Option(help="Validation expressions.")] = 2_000,
     n_test: Annotated[int, typer.Option(help="Test expressions.")] = 2_000,
@@ -83,6 +82,7 @@ def generate_listops_command(
     seed: SeedOption = 0,
     force: ForceOption = False,
     json_output: JsonOption = False,
+    out: OutAlias = None,
 ) -> None:
     """ListOps expressions (LRA's generator algorithm) as listops-1000/basic_{train,val,test}.tsv.
 
@@ -124,7 +124,6 @@ def generate_listops_command(
 @generate_app.command("pathfinder")
 def generate_pathfinder_command(
     data_dir: DataDirOption = None,
-    out: OutAlias = None,
     size: Annotated[int, typer.Option(help="Image side: 32 (pathfinder) or 128 (pathx).")] = 32,
     contour_length: Annotated[int, typer.Option(help="Dashes per target path (LRA: 6, 9, 14).")] = 14,
     n_images: Annotated[int, typer.Option("--n-images", "-n", help="Images to draw.")] = 20_000,
@@ -137,6 +136,7 @@ def generate_pathfinder_command(
     seed: SeedOption = 0,
     force: ForceOption = False,
     json_output: JsonOption = False,
+    out: OutAlias = None,
 ) -> None:
     """Pathfinder images and metadata as pathfinder<size>/<level>/{imgs,metadata}/ (level
     curv_contour_length_<N>, or curv_baseline for 6). The 80/10/10 split is made when loading.
