@@ -117,13 +117,15 @@ def _generated_task(
     metadata: dict[str, Any] | None = None,
     **facts: Any,
 ) -> Task:
-    """Task `name` whose splits are `draw(rng, n)` from each split's own stream; `facts` are the other
-    `Task` fields. The metadata records the generator and its options with the sizes and the seed."""
+    """Task `name` whose splits are `draw(rng, n)` from each split's own stream, of length
+    `options["seq_len"]`; `facts` are the other `Task` fields. The metadata records the generator and
+    its options with the sizes and the seed."""
     splits = {split: draw(rng, common.sizes[split]) for split, rng in _streams(name, common.seed).items()}
     return Task(
         name=name,
         **splits,
         **facts,
+        seq_len=options["seq_len"],
         metadata={
             "generator": name,
             "options": {**options, **_size_options(common.sizes), "seed": common.seed},
@@ -165,9 +167,7 @@ def make_delay(common: GeneratedOptions, *, delay: int = 16, vocab: int = 8) -> 
         kind="classification",
         n_classes=vocab,
         d_input=vocab + 1,
-        seq_len=length,
         input_type="tokens",
-        output="pooled",
         pooling="last",
     )
 
@@ -215,10 +215,8 @@ def _regression_task(
         kind="regression",
         n_classes=1,
         d_input=1,
-        seq_len=length,
         input_type="continuous",
         output="sequence",
-        pooling="mean",
     )
 
 
@@ -340,9 +338,7 @@ def make_adding(common: GeneratedOptions) -> Task:
         kind="regression",
         n_classes=1,
         d_input=2,
-        seq_len=length,
         input_type="continuous",
-        output="pooled",
         pooling="last",
     )
 
