@@ -10,7 +10,6 @@ the papers' own averages (Path-X counted as 50% where failed), kept because S5-P
 average.
 """
 
-from collections.abc import Sequence
 
 from alembic import op
 
@@ -18,8 +17,6 @@ from migrations.shared import baselines_table
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "average")
 S4D_PAPER = "Gu, Gupta, Goel, Ré 2022, On the Parameterization and Initialization of Diagonal State Space Models, LRA table"

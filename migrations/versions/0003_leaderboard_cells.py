@@ -14,8 +14,6 @@ that function: completed trials with a completed result that has a test metric; 
 not imported, so this migration stays what it was when it ran.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,8 +21,6 @@ from migrations.shared import configuration_columns
 
 revision: str = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -9,15 +9,11 @@ dated by the migration). Existing tokens become `user` tokens: nobody is an admi
 says so (`ssmbench token create --admin`).
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -19,7 +19,6 @@ and its downgrade restores 0002's rows exactly. Only the seeded (model, task) pa
 row added by hand under another pair stays.
 """
 
-from collections.abc import Sequence
 
 from alembic import op
 
@@ -27,8 +26,6 @@ from migrations.shared import baselines_table
 
 revision: str = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "average")
 Row = tuple[str, str, float | None, str]  # model, task, test accuracy (percent), source

@@ -9,15 +9,11 @@ Results stored before this revision keep their diagnostics inside `results.paylo
 moved (no database had them for long: the arrays came with the same release).
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
 down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

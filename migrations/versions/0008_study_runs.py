@@ -10,15 +10,11 @@ A row holds the study's name and scale, its sweeps `{part: sweep id}` and the cl
 study again adds a row: the history of its verdicts stays.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
 down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

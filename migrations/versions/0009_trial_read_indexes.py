@@ -13,14 +13,10 @@ the sweeps (or the whole `(state, sweep_id)` index), and a page sorts all of a s
 in order and stops at its end (bench/RESULTS.md "API under load").
 """
 
-from collections.abc import Sequence
-
 from alembic import op
 
 revision: str = "0009"
 down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
