@@ -245,10 +245,10 @@ def memory_function_figure(
     series: Sequence[tuple[str, np.ndarray, np.ndarray]],
     *,
     title: str = "Memory function MF(τ) at initialization and at the end",
-    log_y: bool = True,
 ) -> Figure:
     """MF(τ) per configuration `(label, mf_init, mf_end)`, 1-D arrays over lags τ = 1, 2, … steps:
-    at init dashed ("<label> init"), at the end solid ("<label> end")."""
+    at init dashed ("<label> init"), at the end solid ("<label> end"), on a logarithmic y axis (MF
+    decays over orders of magnitude)."""
     fig = _figure(height=_height_for_legend(2 * len(series)))
     ax = fig.add_subplot()
     for (label, init, end), color in zip(series, _colors(len(series)), strict=True):
@@ -256,8 +256,7 @@ def memory_function_figure(
             values = np.asarray(values, dtype=float)
             lags = np.arange(1, len(values) + 1)
             ax.plot(lags, values, linestyle=style, color=color, label=f"{label} {when}")
-    if log_y:
-        ax.set_yscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("lag τ (steps)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # lags are whole steps, however few
     ax.set_ylabel("MF(τ) (fraction of input variance)")
