@@ -44,10 +44,10 @@ TIE_TOLERANCE = 1e-9
 
 
 class BoardInputs(NamedTuple):
-    """What a board is computed from, as read from the database; equal inputs make the same board
-    (its labels come from the groups' trial configs, which do not change). Reading them is a few
-    statements; computing the board from them (labels, ranks, averages, the rows' models) is most
-    of `leaderboard`'s time, which a caller holding an earlier board of equal inputs can skip."""
+    """What a board is computed from: its filters and the rows read for them. Equal inputs make the
+    same board (its labels come from the groups' trial configs, which do not change). Reading them is
+    a few statements; computing the board from them (labels, ranks, averages, the rows' models) is
+    most of `leaderboard`'s time, which a caller holding an earlier board of equal inputs can skip."""
 
     filters: LeaderboardFilters
     aggregates: list[Aggregate]
