@@ -10,7 +10,6 @@ the papers' own averages (Path-X counted as 50% where failed), kept because S5-P
 average.
 """
 
-
 from alembic import op
 
 from migrations.shared import baselines_table

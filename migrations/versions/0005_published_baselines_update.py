@@ -19,7 +19,6 @@ and its downgrade restores 0002's rows exactly. Only the seeded (model, task) pa
 row added by hand under another pair stays.
 """
 
-
 from alembic import op
 
 from migrations.shared import baselines_table
