@@ -59,12 +59,8 @@ class BoardCache:
     def fresh(self, key: tuple, stamp: Any) -> Any | None:
         """The answer kept for `key` if it is still valid for `stamp`; None otherwise (never waits
         for a computation: the event loop calls this)."""
-        with self._lock:
-            entry = self._boards.get(key)
-            if entry is None or entry[0] != stamp or time.monotonic() - entry[1] > self.max_age:
-                return None
-            self._boards.move_to_end(key)
-            return entry[2]
+        answer, expired = self.kept(key, stamp)
+        return None if expired else answer
 
     def kept(self, key: tuple, stamp: Any) -> tuple[Any | None, bool]:
         """The answer kept for `key` at `stamp` (None if there is none or the stamp moved on) and
